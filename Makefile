@@ -1,0 +1,39 @@
+# The two commands a fresh machine needs: `make run` and `make test`. Both set everything up.
+PY      ?= python3
+VENV    ?= .venv
+BIN     := $(VENV)/bin
+TORCH   ?= torch==2.13.0
+
+.PHONY: run test bench lint clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+# Base install: what the daemon needs (no torch).
+$(VENV)/.base: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q -e .
+	touch $@
+
+# Tests also train and export tiny models: torch (CPU wheel, pinned so pip never resolves a
+# multi-GB CUDA build), then the train and dev extras.
+$(VENV)/.dev: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[train,dev]'
+	touch $@
+
+run: $(VENV)/.base
+	$(BIN)/stylecast serve --source demo
+
+test: $(VENV)/.dev
+	$(BIN)/python -m pytest -q
+
+bench: $(VENV)/.base
+	$(BIN)/stylecast bench --json docs/bench-latest.json
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check streamer engines training tests
+	$(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache

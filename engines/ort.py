@@ -1,0 +1,76 @@
+"""ONNX Runtime backend (CPU, or CUDA when onnxruntime-gpu is installed)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any, Literal
+
+import numpy as np
+
+from engines.base import F32, U8, BaseEngine
+from engines.errors import BackendUnavailable, EngineError, ModelError
+from engines.model import ModelInfo
+
+log = logging.getLogger(__name__)
+
+Provider = Literal["auto", "cpu", "cuda"]
+
+
+class OrtEngine(BaseEngine):
+    """Runs the exported uint8 graph in an ``onnxruntime.InferenceSession``.
+
+    threads: intra-op threads (0 = one per core). Worker spinning is disabled: spinning threads
+    halve the speed of capture/render sharing a 2-core machine.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: ModelInfo, threads: int = 0, provider: Provider = "auto") -> None:
+        super().__init__(model)
+        self.threads = threads
+        self.provider = provider
+        self._session: Any = None
+        self._strength = np.zeros(1, dtype=np.float32)
+
+    def _providers(self, available: list[str]) -> list[str]:
+        if self.provider == "cuda" and "CUDAExecutionProvider" not in available:
+            raise BackendUnavailable(f"CUDAExecutionProvider not available (have {available}); install onnxruntime-gpu")
+        if self.provider in ("auto", "cuda") and "CUDAExecutionProvider" in available:
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        return ["CPUExecutionProvider"]
+
+    def _open(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise BackendUnavailable("onnxruntime is not installed") from e
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads or (os.cpu_count() or 1)
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+        so.log_severity_level = 3
+        providers = self._providers(ort.get_available_providers())
+        try:
+            self._session = ort.InferenceSession(str(self.model.onnx_path), so, providers=providers)
+        except Exception as e:  # onnxruntime raises its own untyped Fail/InvalidGraph exceptions
+            raise ModelError(f"onnxruntime cannot load {self.model.onnx_path}: {e}") from e
+        names = sorted(i.name for i in self._session.get_inputs())
+        if names != ["frame", "strength", "style"]:
+            self._session = None
+            raise ModelError(f"{self.model.onnx_path}: expected inputs ['frame', 'strength', 'style'], got {names}")
+        log.info("onnxruntime %s, providers %s, %d threads", ort.__version__, self._session.get_providers(), so.intra_op_num_threads)
+
+    def _run(self, frame: U8, style: F32, strength: float) -> tuple[U8, U8]:
+        self._strength[0] = strength
+        try:
+            out, att = self._session.run(["output", "attention"], {"frame": frame, "style": style, "strength": self._strength})
+        except Exception as e:
+            raise EngineError(f"onnxruntime run failed on frame {list(frame.shape)}: {e}") from e
+        return out, att
+
+    def _close(self) -> None:
+        self._session = None

@@ -1,0 +1,84 @@
+"""``stylecast bench``: the real pipeline on the demo source, measured.
+
+Reports per-stage median ms (capture, infer, render, publish), end-to-end fps and
+capture→publish latency p50/p95 over the frames published after a warm-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import socket
+import threading
+import time
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+
+from streamer.config import ServeConfig
+from streamer.daemon import build_pipeline
+from streamer.stats import Stats, summarise
+
+log = logging.getLogger(__name__)
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]:
+    """Run ``cfg`` (its endpoints replaced by free loopback ports) for warmup + seconds."""
+    cfg = replace(cfg, publish=f"tcp://127.0.0.1:{free_tcp_port()}", control=f"tcp://127.0.0.1:{free_tcp_port()}", max_frames=0)
+    stats = Stats(window=100_000)
+    pipe = build_pipeline(cfg, stats)
+    t_start = [0.0]
+
+    def stopper() -> None:
+        if not pipe.first_published.wait(120):
+            pipe.stop()
+            return
+        time.sleep(warmup)
+        t_start[0] = time.monotonic()
+        time.sleep(seconds)
+        pipe.stop()
+
+    threading.Thread(target=stopper, daemon=True).start()
+    pipe.run()
+    t_end = time.monotonic()
+    frames = [f for f in stats.timings() if f.t_publish >= t_start[0]]
+    if not frames:
+        raise RuntimeError("no frames were published during the measurement")
+    span = frames[-1].t_publish - frames[0].t_publish
+    result: dict[str, Any] = {
+        "source": cfg.source, "size": [cfg.width, cfg.height], "backend": stats.status.get("backend"),
+        "model": str(cfg.model_path), "frames": len(frames), "seconds": round(t_end - t_start[0], 2),
+        "fps": round((len(frames) - 1) / span, 2) if span > 0 else None,
+        **summarise(frames),
+        "infer_ms_p95": round(float(np.percentile([f.infer_ms for f in frames], 95)), 2),
+        "drops": {"capture": pipe.frames.dropped, "infer": pipe.results.dropped},
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": _cores(), "python": platform.python_version()},
+    }
+    return result
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def format_table(r: dict[str, Any]) -> str:
+    st, lat = r.get("stage_ms", {}), r.get("latency_ms", {})
+    lines = [
+        f"stylecast bench: {r['source']} {r['size'][0]}x{r['size'][1]}, backend {r['backend']}, {r['frames']} frames in {r['seconds']} s",
+        "stage      median ms",
+        *(f"{k:<10} {v:>9.2f}" for k, v in st.items()),
+        f"end-to-end fps        {r['fps']}",
+        f"latency p50 / p95 ms  {lat.get('p50')} / {lat.get('p95')}",
+        f"drops (capture/infer) {r['drops']['capture']} / {r['drops']['infer']}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,265 @@
+"""The ``stylecast`` command. Thin: parse → build a config → call the library. The only place
+that configures logging and turns failures into exit codes (0 ok, 1 runtime failure, 2 bad
+config or usage, 130 interrupted)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+from streamer import __version__
+
+log = logging.getLogger("stylecast")
+
+EXIT_OK, EXIT_FAIL, EXIT_CONFIG, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _setup_logging(level: str) -> None:
+    under_systemd = "INVOCATION_ID" in os.environ or "JOURNAL_STREAM" in os.environ
+    fmt = "%(levelname)s %(name)s: %(message)s" if under_systemd else "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), format=fmt, stream=sys.stderr)
+
+
+# -- serve ------------------------------------------------------------------------------
+def _add_serve_args(p: argparse.ArgumentParser) -> None:
+    from streamer.config import ServeConfig
+
+    d = ServeConfig()
+    p.add_argument("--source", default=d.source, help="demo | video file | webcam index or /dev/videoN | rtsp:// URL")
+    p.add_argument("--model", default=d.model, help="exported .onnx (sidecar .json beside it); default: the bundled model")
+    p.add_argument("--backend", default=d.backend, help="auto | onnxruntime")
+    p.add_argument("--threads", type=int, default=d.threads, help="inference threads (0 = one per core)")
+    p.add_argument("--width", type=int, default=d.width)
+    p.add_argument("--height", type=int, default=d.height)
+    p.add_argument("--fps", type=float, default=d.fps, help="pacing of the demo source")
+    p.add_argument("--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
+    p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only)")
+    p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
+    p.add_argument("--strength", type=float, default=d.strength)
+    p.add_argument("--overlay-opacity", type=float, default=d.overlay_opacity)
+    p.add_argument("--no-overlay", dest="publish_overlay", action="store_false", help="do not publish attention overlays")
+    p.add_argument("--encoding", default=d.encoding, help="raw | jpeg")
+    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
+    p.add_argument("--max-frames", type=int, default=d.max_frames, help="stop after this many frames (0 = run until stopped)")
+
+
+def _serve_config(a: argparse.Namespace) -> Any:
+    from streamer.config import ServeConfig
+
+    names = {f.name for f in fields(ServeConfig)}
+    return ServeConfig(**{k: v for k, v in vars(a).items() if k in names})
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from streamer.config import validate
+    from streamer.daemon import serve
+
+    cfg = validate(_serve_config(a))
+    if a.dry_run:
+        print(json.dumps(cfg.to_dict(), indent=2))
+        return EXIT_OK
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    def ready(pipe: Any) -> None:
+        print(f"stylecast: publishing on {cfg.publish} (control {cfg.control}); watch with:\n"
+              f"  stylecast view --endpoint {cfg.publish} --out out.mp4 --frames 100\n"
+              f"  stylecast ctl --endpoint {cfg.control} style {pipe.styles[-1]}", file=sys.stderr, flush=True)
+
+    serve(cfg, stop, on_ready=ready)
+    log.info("stopped")
+    return EXIT_OK
+
+
+# -- view / ctl -------------------------------------------------------------------------
+def cmd_view(a: argparse.Namespace) -> int:
+    from streamer.view import view
+    from streamer.wire import TOPIC_OVERLAY, TOPIC_STYLISED
+
+    topic = TOPIC_OVERLAY if a.topic == "overlay" else TOPIC_STYLISED
+    n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout)
+    print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
+    return EXIT_OK
+
+
+def _parse_mix(text: str) -> str | dict[str, float]:
+    """``name`` or ``a=0.7,b=0.3``."""
+    if "=" not in text:
+        return text
+    mix: dict[str, float] = {}
+    for part in text.split(","):
+        k, _, v = part.partition("=")
+        mix[k.strip()] = float(v)
+    return mix
+
+
+def cmd_ctl(a: argparse.Namespace) -> int:
+    from streamer.client import request
+
+    if a.action == "status":
+        req: dict[str, Any] = {"cmd": "status"}
+    elif a.action == "style":
+        req = {"cmd": "set_style", "style": _parse_mix(a.value)}
+    elif a.action == "strength":
+        req = {"cmd": "set_strength", "value": float(a.value)}
+    else:  # overlay
+        req = {"cmd": "set_overlay", "opacity": float(a.value)}
+    reply = request(a.endpoint, req, a.timeout)
+    print(json.dumps(reply, indent=2))
+    return EXIT_OK if reply.get("ok") else EXIT_FAIL
+
+
+# -- offline ----------------------------------------------------------------------------
+def cmd_stylize(a: argparse.Namespace) -> int:
+    import engines
+    from streamer.config import default_model_path
+    from streamer.controls import resolve_style
+    from streamer.offline import stylize_file
+
+    model = Path(a.model) if a.model else default_model_path()
+    with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
+        styles = eng.model.styles
+        mix = resolve_style(_parse_mix(a.style) if a.style else styles[0], styles)
+        n = stylize_file(eng, Path(a.input), Path(a.output), [mix[s] for s in styles], a.strength, Path(a.attention) if a.attention else None)
+    print(f"wrote {a.output} ({n} frame{'s' if n != 1 else ''})")
+    return EXIT_OK
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from streamer.bench import format_table, run_bench
+    from streamer.config import ServeConfig, validate
+
+    cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps))
+    result = run_bench(cfg, a.seconds, a.warmup)
+    print(format_table(result))
+    if a.json:
+        Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    return EXIT_OK
+
+
+# -- training ---------------------------------------------------------------------------
+def cmd_train(a: argparse.Namespace) -> int:
+    from training.config import TrainConfig
+    from training.train import train
+
+    overrides = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)} and v is not None}
+    overrides["styles"] = tuple(a.style)
+    cfg = TrainConfig(**overrides)
+    if a.dry_run:
+        print(cfg.to_json())
+        return EXIT_OK
+    ckpt = train(cfg)
+    print(f"checkpoint: {ckpt}")
+    return EXIT_OK
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from training.export import export_checkpoint
+
+    out = export_checkpoint(Path(a.checkpoint), Path(a.output), use_ema=not a.no_ema)
+    print(f"wrote {out} and {out.with_suffix('.json')}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="stylecast", description="Real-time video stylisation daemon.")
+    p.add_argument("--version", action="version", version=f"stylecast {__version__}")
+    p.add_argument("--log-level", default="info")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("serve", help="run the daemon")
+    _add_serve_args(s)
+    s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    s.set_defaults(func=cmd_serve)
+
+    s = sub.add_parser("view", help="watch the stream (window, or --out FILE.mp4)")
+    s.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
+    s.add_argument("--topic", choices=["stylised", "overlay"], default="stylised")
+    s.add_argument("--out", help="write frames to this .mp4 (mp4v) or .avi (MJPG) instead of a window")
+    s.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = until closed)")
+    s.add_argument("--timeout", type=float, default=10.0, help="give up if no frame arrives for this many s")
+    s.set_defaults(func=cmd_view)
+
+    s = sub.add_parser("ctl", help="send a control request")
+    s.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
+    s.add_argument("--timeout", type=float, default=3.0)
+    s.add_argument("action", choices=["status", "style", "strength", "overlay"])
+    s.add_argument("value", nargs="?", default="", help="style name or mix a=0.5,b=0.5; strength 0–1; overlay opacity 0–1")
+    s.set_defaults(func=cmd_ctl)
+
+    s = sub.add_parser("stylize", help="stylise an image or video file offline")
+    s.add_argument("input")
+    s.add_argument("output")
+    s.add_argument("--model", default="")
+    s.add_argument("--style", default="", help="style name or mix a=0.5,b=0.5")
+    s.add_argument("--strength", type=float, default=1.0)
+    s.add_argument("--attention", help="also write the attention map (images only)")
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(func=cmd_stylize)
+
+    s = sub.add_parser("bench", help="measure the pipeline on the demo source")
+    s.add_argument("--source", default="demo")
+    s.add_argument("--model", default="")
+    s.add_argument("--backend", default="auto")
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--width", type=int, default=640)
+    s.add_argument("--height", type=int, default=360)
+    s.add_argument("--fps", type=float, default=240.0, help="demo pacing; high = measure throughput")
+    s.add_argument("--seconds", type=float, default=10.0)
+    s.add_argument("--warmup", type=float, default=2.0)
+    s.add_argument("--json", help="also write the results as JSON here")
+    s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("train", help="train a generator (needs the 'train' extra: torch)")
+    s.add_argument("--content", required=True, help="folder of photos")
+    s.add_argument("--style", action="append", required=True, help="painting file or folder of one artist's works; repeat per style")
+    s.add_argument("--out", help="parent folder of numbered run directories (default runs)")
+    s.add_argument("--resume", help="checkpoint or run directory to continue")
+    for name, typ in (("steps", int), ("batch", int), ("crop", int), ("width", int), ("blocks", int), ("seed", int),
+                      ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("sample_every", int), ("ckpt_every", int)):
+        s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+    s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
+    s.add_argument("--device", help="auto | cpu | cuda")
+    s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("export", help="export a checkpoint to ONNX + sidecar JSON")
+    s.add_argument("checkpoint")
+    s.add_argument("output", help="path of the .onnx to write")
+    s.add_argument("--no-ema", action="store_true", help="export the raw generator instead of its EMA")
+    s.set_defaults(func=cmd_export)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = build_parser().parse_args(argv)
+    _setup_logging(a.log_level)
+    from engines import EngineError, ModelError
+    from streamer.config import ConfigError
+    from streamer.controls import ControlError
+
+    try:
+        code: int = a.func(a)
+        return code
+    except (ConfigError, ModelError, ControlError) as e:
+        print(f"stylecast: error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except (EngineError, RuntimeError, OSError, ValueError, TimeoutError, ImportError) as e:
+        print(f"stylecast: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_FAIL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

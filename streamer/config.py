@@ -1,0 +1,122 @@
+"""The one frozen configuration of a ``stylecast serve`` process, built at the CLI edge.
+
+Every bad value raises ConfigError naming the field, before anything starts.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import asdict, dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+Backend = Literal["auto", "onnxruntime"]
+Encoding = Literal["raw", "jpeg"]
+BACKENDS: tuple[str, ...] = ("auto", "onnxruntime")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the field."""
+
+
+def default_model_path() -> Path:
+    """The bundled model shipped inside the ``streamer`` package."""
+    return Path(str(resources.files("streamer").joinpath("models/default.onnx")))
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    source: str = "demo"  # demo | video file | webcam index or /dev/videoN | rtsp:// URL
+    model: str = ""  # path to an exported .onnx (sidecar .json beside it); "" = bundled model
+    backend: Backend = "auto"
+    threads: int = 0  # inference threads, 0 = one per core
+    width: int = 640  # processing size, px; frames are resized to it
+    height: int = 360
+    fps: float = 30.0  # pacing of the demo source
+    publish: str = "tcp://127.0.0.1:5555"  # PUB endpoint: frames, overlays, stats, state
+    control: str = "tcp://127.0.0.1:5556"  # REP endpoint: control requests
+    style: str = ""  # initial style name, "" = first style of the model
+    strength: float = 1.0
+    overlay_opacity: float = 0.5
+    publish_overlay: bool = True
+    encoding: Encoding = "raw"
+    jpeg_quality: int = 85
+    stats_interval: float = 1.0  # s between stats/state messages
+    source_timeout: float = 5.0  # s, open/read timeout of network sources
+    max_frames: int = 0  # stop after publishing this many frames (0 = run until stopped)
+
+    @property
+    def model_path(self) -> Path:
+        return Path(self.model) if self.model else default_model_path()
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return (self.width, self.height)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["model"] = str(self.model_path)
+        return d
+
+
+_ENDPOINT = re.compile(r"^(tcp)://([^:/]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$|^(ipc|inproc)://.+$")
+
+
+def _check_endpoint(field: str, value: str) -> None:
+    m = _ENDPOINT.match(value)
+    if not m:
+        raise ConfigError(f"{field}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got {value!r}")
+    if m.group(1) and not 0 < int(m.group(3)) < 65536:
+        raise ConfigError(f"{field}: port must be 1–65535, got {m.group(3)}")
+
+
+def is_loopback(endpoint: str) -> bool:
+    m = _ENDPOINT.match(endpoint)
+    if not m or not m.group(1):
+        return endpoint.startswith(("ipc://", "inproc://"))
+    host = m.group(2).strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(cfg: ServeConfig) -> ServeConfig:
+    """Return ``cfg`` if every field is valid, else raise ConfigError naming the first bad one."""
+    if cfg.backend not in BACKENDS:
+        raise ConfigError(f"backend: expected one of {list(BACKENDS)}, got {cfg.backend!r}")
+    for name in ("width", "height"):
+        v = getattr(cfg, name)
+        if isinstance(v, bool) or not isinstance(v, int) or not 64 <= v <= 4096:
+            raise ConfigError(f"{name}: expected an integer 64–4096 px, got {v!r}")
+    if not 0 <= cfg.threads <= 256:
+        raise ConfigError(f"threads: expected 0–256, got {cfg.threads}")
+    if not 0.5 <= cfg.fps <= 240:
+        raise ConfigError(f"fps: expected 0.5–240, got {cfg.fps}")
+    for name in ("strength", "overlay_opacity"):
+        v = getattr(cfg, name)
+        if not 0.0 <= v <= 1.0:
+            raise ConfigError(f"{name}: expected 0–1, got {v}")
+    if cfg.encoding not in ("raw", "jpeg"):
+        raise ConfigError(f"encoding: expected 'raw' or 'jpeg', got {cfg.encoding!r}")
+    if not 1 <= cfg.jpeg_quality <= 100:
+        raise ConfigError(f"jpeg_quality: expected 1–100, got {cfg.jpeg_quality}")
+    if not 0.05 <= cfg.stats_interval <= 60:
+        raise ConfigError(f"stats_interval: expected 0.05–60 s, got {cfg.stats_interval}")
+    if not 0.1 <= cfg.source_timeout <= 120:
+        raise ConfigError(f"source_timeout: expected 0.1–120 s, got {cfg.source_timeout}")
+    if cfg.max_frames < 0:
+        raise ConfigError(f"max_frames: expected >= 0, got {cfg.max_frames}")
+    _check_endpoint("publish", cfg.publish)
+    _check_endpoint("control", cfg.control)
+    if cfg.publish == cfg.control:
+        raise ConfigError("control: must differ from publish")
+    if not is_loopback(cfg.control):
+        raise ConfigError(f"control: {cfg.control} is not a loopback address; the control socket is only served on loopback")
+    if not cfg.model_path.is_file():
+        raise ConfigError(f"model: file not found: {cfg.model_path}")
+    return cfg

@@ -1,0 +1,48 @@
+"""``stylecast serve``: resolve the backend, build the pipeline, run until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+
+import engines
+from streamer.config import ServeConfig, validate
+from streamer.pipeline import Pipeline
+from streamer.stats import Stats
+
+log = logging.getLogger(__name__)
+
+
+def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:
+    """Backend name and options for ``cfg.backend``; ``auto`` explains its choice in the log."""
+    if cfg.backend == "auto":
+        log.info("backend auto → onnxruntime (the only backend installed in this build)")
+        return "onnxruntime", {"threads": cfg.threads, "provider": "auto"}
+    return cfg.backend, {"threads": cfg.threads}
+
+
+def build_pipeline(cfg: ServeConfig, stats: Stats | None = None) -> Pipeline:
+    validate(cfg)
+    info = engines.load_model_info(cfg.model_path)
+    if cfg.style and cfg.style not in info.styles:
+        raise engines.ModelError(f"style: {cfg.style!r} is not in the model; available: {list(info.styles)}")
+    name, options = resolve_backend(cfg)
+    engines.backend_class(name)  # import now, so a missing runtime fails before threads start
+
+    def factory() -> engines.BaseEngine:
+        return engines.create_engine(name, cfg.model_path, **options)
+
+    return Pipeline(cfg, factory, info.styles, stats)
+
+
+def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Callable[[Pipeline], None] | None = None) -> Pipeline:
+    """Run until ``stop`` is set, ``max_frames`` frames are out, or a stage fails (re-raised)."""
+    pipe = build_pipeline(cfg)
+    log.info("serving %s → %s (control %s), styles %s", cfg.source, cfg.publish, cfg.control, list(pipe.styles))
+    if stop is not None:
+        threading.Thread(target=lambda: (stop.wait(), pipe.stop()), name="stylecast-stop", daemon=True).start()
+    if on_ready is not None:
+        threading.Thread(target=lambda: (pipe.first_published.wait(), on_ready(pipe)), name="stylecast-ready", daemon=True).start()
+    pipe.run()
+    return pipe

@@ -1,0 +1,241 @@
+"""The running pipeline: capture → infer → render+publish threads joined by single-slot mailboxes,
+plus a control thread. Each thread opens, uses and closes its own resources (source, engine, PUB
+socket, REP socket). The first fatal error in any thread stops all of them and is re-raised by
+``run()``.
+
+Frame ownership: the capture thread allocates each frame; after ``put`` it belongs to the
+mailbox's taker. Engine outputs are copied before they are handed on (backends may reuse them).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+import zmq
+
+from engines import BaseEngine, EngineError, InputError
+from streamer import controls, wire
+from streamer.config import ServeConfig
+from streamer.controls import ControlError, ControlState
+from streamer.mailbox import Mailbox, MailboxClosed
+from streamer.publisher import Publisher
+from streamer.render import attention_overlay, grade
+from streamer.sources import SourceError, open_source, parse_source
+from streamer.stats import FrameTiming, Stats
+
+log = logging.getLogger(__name__)
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass
+class Captured:
+    seq: int
+    t_capture: float  # Unix time, s (goes on the wire)
+    t_mono: float  # monotonic, s (latency)
+    frame: U8  # [H, W, 3] uint8 BGR at the processing size
+    capture_ms: float
+
+
+@dataclass
+class Inferred:
+    cap: Captured
+    output: U8  # [H, W, 3] uint8 BGR
+    attention: U8  # [H, W] uint8
+    state: ControlState
+    infer_ms: float
+
+
+class Pipeline:
+    def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], BaseEngine], styles: tuple[str, ...], stats: Stats | None = None, ctx: zmq.Context[Any] | None = None) -> None:
+        self.cfg, self.engine_factory, self.styles = cfg, engine_factory, styles
+        self.stats = stats or Stats()
+        self.ctx = ctx or zmq.Context.instance()
+        self.stop_event = threading.Event()
+        self.first_published = threading.Event()
+        self.frames: Mailbox[Captured] = Mailbox("capture→infer")
+        self.results: Mailbox[Inferred] = Mailbox("infer→publish")
+        self._state_lock = threading.Lock()
+        self._state = controls.initial_state(styles, cfg.style or None, cfg.strength, cfg.overlay_opacity)
+        self._state_version = 0
+        self.errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+
+    # -- state shared with the control thread ------------------------------------------
+    @property
+    def state(self) -> tuple[ControlState, int]:
+        with self._state_lock:
+            return self._state, self._state_version
+
+    def _set_state(self, s: ControlState) -> None:
+        with self._state_lock:
+            if s != self._state:
+                self._state, self._state_version = s, self._state_version + 1
+
+    # -- lifecycle ----------------------------------------------------------------------
+    def start(self) -> None:
+        for name, target in (("capture", self._capture_loop), ("infer", self._infer_loop), ("publish", self._publish_loop), ("control", self._control_loop)):
+            t = threading.Thread(target=self._guard, args=(name, target), name=f"stylecast-{name}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def _guard(self, name: str, body: Callable[[], None]) -> None:
+        try:
+            body()
+        except BaseException as e:  # any thread's failure stops the whole pipeline
+            log.error("%s thread failed: %s", name, e)
+            self.errors.append(e)
+            self.stop_event.set()
+        finally:
+            self.frames.close() if name == "capture" else None
+            self.results.close() if name == "infer" else None
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self._threads if t.is_alive()]
+        if alive:
+            log.warning("threads still running after %.1f s: %s", timeout, alive)
+
+    def run(self) -> None:
+        """Start, wait until stopped (``stop()``, ``max_frames`` or a failure), join, re-raise."""
+        self.start()
+        self.stop_event.wait()
+        self.frames.close()
+        self.join()
+        if self.errors:
+            raise self.errors[0]
+
+    # -- capture ------------------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        cfg, spec = self.cfg, parse_source(self.cfg.source)
+        backoff, seq = 0.5, 0
+        while not self.stop_event.is_set():
+            try:
+                with open_source(spec, cfg.size, cfg.fps, cfg.source_timeout) as src:
+                    self.stats.set_status(source=spec.kind, source_state="streaming")
+                    backoff = 0.5
+                    while not self.stop_event.is_set():
+                        src.pace()
+                        t0 = time.perf_counter()
+                        frame = src.read()
+                        if (frame.shape[1], frame.shape[0]) != cfg.size:
+                            frame = cv2.resize(frame, cfg.size, interpolation=cv2.INTER_AREA)
+                        seq += 1
+                        self.frames.put(Captured(seq, time.time(), time.monotonic(), frame, (time.perf_counter() - t0) * 1000))
+            except SourceError as e:
+                self.stats.count("source_errors")
+                self.stats.set_status(source_state="reconnecting", source_error=str(e))
+                log.warning("source: %s; retrying in %.1f s", e, backoff)
+                self.stop_event.wait(backoff)
+                backoff = min(backoff * 2, 10.0)
+                self.stats.count("reconnects")
+
+    # -- inference ----------------------------------------------------------------------
+    def _infer_loop(self) -> None:
+        with self.engine_factory() as engine:
+            self.stats.set_status(backend=engine.name)
+            while not self.stop_event.is_set():
+                try:
+                    cap = self.frames.get(0.1)
+                except MailboxClosed:
+                    return
+                if cap is None:
+                    continue
+                state, _ = self.state
+                t0 = time.perf_counter()
+                try:
+                    res = engine.infer(cap.frame, np.asarray(state.weights(self.styles), np.float32), state.strength)
+                except InputError as e:
+                    self.stats.count("invalid_frames")
+                    log.warning("frame %d rejected: %s", cap.seq, e)
+                    continue
+                except EngineError:
+                    raise
+                ms = (time.perf_counter() - t0) * 1000
+                self.results.put(Inferred(cap, np.array(res.output), np.array(res.attention), state, ms))
+
+    # -- render + publish ---------------------------------------------------------------
+    def _publish_loop(self) -> None:
+        cfg, next_stats, published_version = self.cfg, 0.0, -1
+        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality) as pub:
+            while not self.stop_event.is_set():
+                try:
+                    item = self.results.get(0.05)
+                except MailboxClosed:
+                    return
+                if item is not None:
+                    self._publish_frame(pub, item)
+                now = time.monotonic()
+                state, version = self.state
+                if now >= next_stats or version != published_version:
+                    pub.send_meta(wire.TOPIC_STATE, {"state": state.to_json(), "styles": list(self.styles)})
+                    published_version = version
+                if now >= next_stats:
+                    pub.send_meta(wire.TOPIC_STATS, self.status())
+                    next_stats = now + cfg.stats_interval
+
+    def _publish_frame(self, pub: Publisher, item: Inferred) -> None:
+        cap, state = item.cap, item.state
+        t0 = time.perf_counter()
+        out = grade(item.output, state.grading)
+        overlay = attention_overlay(out, item.attention, state.overlay_opacity) if self.cfg.publish_overlay else None
+        t1 = time.perf_counter()
+        pub.send_frame(wire.TOPIC_STYLISED, out, cap.seq, cap.t_capture, state.style, state.strength)
+        if overlay is not None:
+            pub.send_frame(wire.TOPIC_OVERLAY, overlay, cap.seq, cap.t_capture, state.style, state.strength)
+        t2 = time.perf_counter()
+        self.stats.record(FrameTiming(cap.capture_ms, item.infer_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (time.monotonic() - cap.t_mono) * 1000, time.monotonic()))
+        self.first_published.set()
+        if self.cfg.max_frames and self.stats.counters.get("published", 0) >= self.cfg.max_frames:
+            self.stop_event.set()
+
+    def status(self) -> dict[str, Any]:
+        s = self.stats.snapshot()
+        s["drops"] = {"capture": self.frames.dropped, "infer": self.results.dropped}
+        return s
+
+    # -- control ------------------------------------------------------------------------
+    def _control_loop(self) -> None:
+        sock = self.ctx.socket(zmq.REP)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, controls.MAX_REQUEST_BYTES * 4)
+        try:
+            sock.bind(self.cfg.control)
+        except zmq.ZMQError as e:
+            sock.close(0)
+            raise ControlError(f"cannot bind control socket to {self.cfg.control}: {e}") from e
+        try:
+            while not self.stop_event.is_set():
+                if sock.poll(100):
+                    sock.send(self.handle_request(sock.recv()))
+        finally:
+            sock.close(0)
+
+    def handle_request(self, raw: bytes) -> bytes:
+        """One reply for one request; never raises for a bad request."""
+        try:
+            req = controls.parse_request(raw)
+            state, _ = self.state
+            new = controls.apply_request(state, req, self.styles)
+            self._set_state(new)
+            self.stats.count("control_ok")
+            return controls.reply_ok(new, self.status())
+        except ControlError as e:
+            self.stats.count("control_errors")
+            return controls.reply_error(str(e))
+        except Exception as e:  # a bug must not take the control socket down; the reply says so
+            log.exception("control request failed")
+            self.stats.count("control_errors")
+            return controls.reply_error(f"internal error: {type(e).__name__}")

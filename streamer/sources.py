@@ -1,0 +1,194 @@
+"""Frame sources: the built-in demo, a video file (looped), a webcam, an RTSP URL.
+
+A source is a context manager, opened and read on the capture thread. ``read()`` returns a
+frame [H, W, 3] uint8 BGR (a new array the caller owns) or raises SourceError; the capture stage
+owns reconnecting. Frames are resized to the processing size by the capture stage, not here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from types import TracebackType
+from typing import Literal
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+U8 = npt.NDArray[np.uint8]
+SourceKind = Literal["demo", "file", "webcam", "rtsp"]
+
+
+class SourceError(RuntimeError):
+    """The source could not be opened or stopped delivering frames."""
+
+
+class FrameError(SourceError):
+    """A frame came back with the wrong shape, dtype or channel count."""
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    kind: SourceKind
+    target: str  # file path, device path/index, URL; "" for demo
+
+
+def parse_source(text: str) -> SourceSpec:
+    """``demo`` | ``rtsp://…`` | ``0`` or ``/dev/videoN`` | a video file path."""
+    t = text.strip()
+    if t == "demo":
+        return SourceSpec("demo", "")
+    if re.match(r"^(rtsp|rtsps|rtmp|http|https)://", t):
+        return SourceSpec("rtsp", t)
+    if re.fullmatch(r"\d+", t) or re.fullmatch(r"/dev/video\d+", t):
+        return SourceSpec("webcam", t)
+    if not t:
+        raise SourceError("empty source; expected demo, a file path, a webcam index or an rtsp:// URL")
+    return SourceSpec("file", t)
+
+
+def normalise_frame(frame: object) -> U8:
+    """Camera frames → [H,W,3] uint8 BGR: grayscale and BGRA converted; anything else rejected."""
+    if not isinstance(frame, np.ndarray) or frame.size == 0:
+        raise FrameError(f"expected a non-empty image array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8:
+        raise FrameError(f"expected uint8 pixels, got {frame.dtype}")
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 4:
+        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+    if frame.ndim == 3 and frame.shape[2] == 3:
+        return frame
+    raise FrameError(f"expected [H,W], [H,W,3] or [H,W,4], got {list(frame.shape)}")
+
+
+class DemoSource:
+    """A slow pan-and-zoom over a bundled photo, paced at ``fps``, with a moving disc so that
+    motion is obvious. Needs no files beyond the package."""
+
+    def __init__(self, size: tuple[int, int], fps: float) -> None:
+        self.size, self.period = size, 1.0 / fps
+        self._photo: U8 | None = None
+        self._t0 = 0.0
+        self._next = 0.0
+
+    def __enter__(self) -> "DemoSource":
+        data = resources.files("streamer").joinpath("assets/demo.jpg").read_bytes()
+        photo = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if photo is None:
+            raise SourceError("bundled demo photo is unreadable")
+        self._photo = photo
+        self._t0 = self._next = time.monotonic()
+        return self
+
+    def pace(self) -> None:
+        """Sleep until the next frame is due (a camera's frame interval)."""
+        self._next = _pace(self._next, self.period)
+
+    def read(self) -> U8:
+        assert self._photo is not None, "DemoSource used outside 'with'"
+        return self._render(time.monotonic() - self._t0)
+
+    def _render(self, t: float) -> U8:
+        assert self._photo is not None
+        w, h = self.size
+        ph, pw = self._photo.shape[:2]
+        zoom = 1.15 + 0.1 * math.sin(t * 0.4)
+        scale = max(w / pw, h / ph) * zoom
+        cx = pw / 2 + (pw * scale - w) / (2 * scale) * 0.8 * math.sin(t * 0.25)
+        cy = ph / 2 + (ph * scale - h) / (2 * scale) * 0.8 * math.cos(t * 0.3)
+        m = np.array([[scale, 0, w / 2 - scale * cx], [0, scale, h / 2 - scale * cy]], dtype=np.float64)
+        frame = cv2.warpAffine(self._photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        x = int(w / 2 + w * 0.35 * math.cos(t * 1.1))
+        y = int(h / 2 + h * 0.3 * math.sin(t * 1.7))
+        cv2.circle(frame, (x, y), max(6, h // 12), (40, 200, 255), -1, cv2.LINE_AA)
+        return frame
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self._photo = None
+
+
+class CvSource:
+    """An OpenCV ``VideoCapture`` on a file (looped, paced at its own fps), webcam or stream.
+
+    Network streams get open/read timeouts so a stalled server cannot block ``read()`` for ~90 s.
+    """
+
+    def __init__(self, spec: SourceSpec, timeout_s: float = 5.0) -> None:
+        self.spec, self.timeout_s = spec, timeout_s
+        self._cap: cv2.VideoCapture | None = None
+        self._period = 0.0
+        self._next = 0.0
+
+    def __enter__(self) -> "CvSource":
+        ms = int(self.timeout_s * 1000)
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
+        kind, target = self.spec.kind, self.spec.target
+        if kind == "webcam":
+            index = int(target[len("/dev/video"):]) if target.startswith("/dev/video") else int(target)
+            cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
+        elif kind == "rtsp":
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+            cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+        else:
+            if not Path(target).is_file():
+                raise SourceError(f"video file not found: {target}")
+            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {kind} source {target!r}")
+        self._cap = cap
+        if kind == "file":
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self._period = 1.0 / fps if 1.0 <= fps <= 240.0 else 1.0 / 30.0
+        self._next = time.monotonic()
+        log.info("opened %s source %s", kind, target)
+        return self
+
+    def read(self) -> U8:
+        cap = self._cap
+        if cap is None:
+            raise SourceError("source is not open")
+        ok, frame = cap.read()
+        if not ok and self.spec.kind == "file":
+            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop
+            ok, frame = cap.read()
+        if not ok or frame is None:
+            raise SourceError(f"{self.spec.kind} source {self.spec.target!r} returned no frame")
+        return normalise_frame(frame)
+
+    def pace(self) -> None:
+        """Files play at their own frame rate; live sources are paced by the device itself."""
+        if self._period:
+            self._next = _pace(self._next, self._period)
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+Source = DemoSource | CvSource
+
+
+def _pace(due: float, period: float) -> float:
+    """Sleep until ``due`` (monotonic s); return the next due time, never more than one period behind."""
+    delay = due - time.monotonic()
+    if delay > 0:
+        time.sleep(delay)
+    return max(due + period, time.monotonic() - period)
+
+
+def open_source(spec: SourceSpec, size: tuple[int, int], fps: float, timeout_s: float = 5.0) -> Source:
+    """An unopened source for ``spec``; use it as ``with open_source(...) as src:``."""
+    if spec.kind == "demo":
+        return DemoSource(size, fps)
+    return CvSource(spec, timeout_s)

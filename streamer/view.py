@@ -1,0 +1,61 @@
+"""``stylecast view``: subscribe and show a window, or write frames to a video file."""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+import cv2
+
+from streamer.client import Subscriber
+
+log = logging.getLogger(__name__)
+
+
+class ViewError(RuntimeError):
+    """No window available, output unwritable, or the stream did not arrive."""
+
+
+def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: float) -> int:
+    """Show (or write to ``out``) frames of ``topic``; stop after ``frames`` (0 = until closed /
+    interrupted). Returns the number of frames shown or written. Raises ViewError if no frame
+    arrives within ``timeout`` seconds."""
+    writer: cv2.VideoWriter | None = None
+    n, t_first = 0, 0.0
+    with Subscriber(endpoint, topics=[topic + "\x00"], conflate=True) as sub:
+        try:
+            while frames == 0 or n < frames:
+                msg = sub.recv(timeout)
+                if msg is None:
+                    raise ViewError(f"no {topic} frame from {endpoint} within {timeout} s — is 'stylecast serve' running?")
+                if msg.image is None:
+                    continue
+                img = msg.image
+                if out is not None:
+                    if writer is None:
+                        fourcc = cv2.VideoWriter.fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
+                        writer = cv2.VideoWriter(str(out), fourcc, 25.0, (img.shape[1], img.shape[0]))
+                        if not writer.isOpened():
+                            raise ViewError(f"cannot write video {out} (use .mp4 or .avi)")
+                        t_first = time.monotonic()
+                    writer.write(img)
+                else:
+                    try:
+                        cv2.imshow(f"stylecast {topic}", img)
+                        if cv2.waitKey(1) & 0xFF in (27, ord("q")):
+                            break
+                    except cv2.error as e:
+                        raise ViewError("this OpenCV build has no window support (opencv-python-headless); "
+                                        "use --out FILE.mp4, or pip install opencv-python") from e
+                n += 1
+        finally:
+            if writer is not None:
+                writer.release()
+                log.info("wrote %d frames to %s in %.1f s (gaps %d)", n, out, time.monotonic() - t_first, sub.counters.gaps)
+            elif out is None:
+                try:
+                    cv2.destroyAllWindows()
+                except cv2.error:
+                    pass
+    return n

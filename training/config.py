@@ -1,0 +1,47 @@
+"""The frozen training configuration, resolved once at the CLI edge and saved with each run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    content: str  # folder of photos
+    styles: tuple[str, ...]  # each a painting file or a folder of one artist's works
+    out: str = "runs"  # numbered run directories are made under this
+    steps: int = 3000
+    batch: int = 4
+    crop: int = 160  # training crop side, px
+    style_size: int = 384  # longer side of style images for Gram targets and D crops, px
+    width: int = 32
+    blocks: int = 3
+    lr_g: float = 3e-3
+    lr_d: float = 2e-4
+    w_content: float = 1.0
+    w_style: float = 30.0
+    w_adv: float = 0.05
+    w_tv: float = 0.5
+    w_attention: float = 0.2
+    attention_mean: float = 0.7  # attention above this mean is penalised
+    w_temporal: float = 2.0
+    ema_decay: float = 0.995
+    backbone: Literal["efficientnet_lite0", "fake"] = "efficientnet_lite0"
+    sample_every: int = 250
+    ckpt_every: int = 250
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+    resume: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+    @staticmethod
+    def from_json(path: Path) -> "TrainConfig":
+        raw = json.loads(path.read_text())
+        raw["styles"] = tuple(raw["styles"])
+        return TrainConfig(**raw)

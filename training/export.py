@@ -1,0 +1,107 @@
+"""ONNX export with pre/post-processing folded into the graph, plus the sidecar JSON.
+
+Graph contract (what ``engines`` relies on; the sidecar repeats it):
+    inputs   frame    uint8   [1, H, W, 3]  BGR, H and W dynamic, multiples of 8
+             style    float32 [1, S]        style weights (one-hot, or a mix)
+             strength float32 [1]           0 = input unchanged, 1 = full style
+    outputs  output    uint8  [1, H, W, 3]  BGR stylised frame
+             attention uint8  [1, H, W, 1]  where the style is applied, 0–255
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from training.generator import SIZE_MULTIPLE, Generator, GeneratorSpec, blend
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+MODEL_FORMAT = "stylecast-model"
+MODEL_FORMAT_VERSION = 1
+
+
+class ExportError(RuntimeError):
+    """The checkpoint cannot be exported."""
+
+
+class FramePipeline(nn.Module):
+    """uint8 BGR NHWC in → generator → uint8 BGR NHWC + attention out. Everything in-graph."""
+
+    def __init__(self, g: Generator) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = frame.permute(0, 3, 1, 2).float().flip(1) / 255.0  # BGR NHWC uint8 → RGB NCHW [0,1]
+        g, a = self.g(x, style)
+        y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
+        out = (y.flip(1) * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        att = (a * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        return out, att
+
+
+def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, list[str], dict[str, Any]]:
+    """Generator (eval, CPU) from a training checkpoint, with its style names and config."""
+    try:
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
+        g = Generator(GeneratorSpec(**ck["spec"]))
+        g.load_state_dict(ck["g_ema" if use_ema else "g"])
+    except (OSError, KeyError, RuntimeError) as e:
+        raise ExportError(f"cannot load generator from {checkpoint}: {e}") from e
+    return g.eval(), list(ck["styles"]), dict(ck.get("config", {}))
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def export_onnx(g: Generator, path: Path, sample_hw: tuple[int, int] = (64, 96)) -> None:
+    """Trace ``FramePipeline(g)`` to ONNX at ``path`` with dynamic H, W (TorchScript exporter)."""
+    h, w = sample_hw
+    frame = torch.zeros(1, h, w, 3, dtype=torch.uint8)
+    style = torch.zeros(1, g.spec.num_styles)
+    style[0, 0] = 1.0
+    strength = torch.ones(1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            FramePipeline(g.eval()), (frame, style, strength), str(path), dynamo=False, opset_version=OPSET,
+            input_names=["frame", "style", "strength"], output_names=["output", "attention"],
+            dynamic_axes={"frame": {1: "height", 2: "width"}, "output": {1: "height", 2: "width"}, "attention": {1: "height", 2: "width"}},
+        )
+
+
+def sidecar(onnx_path: Path, spec: GeneratorSpec, styles: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+    """The model's metadata; written beside the ONNX as ``<name>.json``."""
+    return {
+        "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
+        "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
+        "styles": styles, "size_multiple": SIZE_MULTIPLE, "generator": spec.to_dict(),
+        "inputs": {"frame": ["uint8", [1, "H", "W", 3], "BGR"], "style": ["float32", [1, len(styles)]], "strength": ["float32", [1]]},
+        "outputs": {"output": ["uint8", [1, "H", "W", 3], "BGR"], "attention": ["uint8", [1, "H", "W", 1]]},
+        **extra,
+    }
+
+
+def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path:
+    """Write ``out`` (.onnx) and its sidecar ``out.with_suffix('.json')``; returns the ONNX path."""
+    g, styles, config = load_generator(checkpoint, use_ema)
+    export_onnx(g, out)
+    meta = sidecar(out, g.spec, styles, {"trained_steps": config.get("steps"), "training_config": config})
+    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    log.info("exported %s (%d styles: %s)", out, len(styles), ", ".join(styles))
+    return out

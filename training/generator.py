@@ -1,0 +1,90 @@
+"""The fast feed-forward generator with an attention head.
+
+Most of the work runs at ¼ and ⅛ resolution: the frame enters through a 4× space-to-depth
+(pixel unshuffle), residual blocks run at ⅛, and a 4× pixel shuffle brings a per-pixel colour
+delta and attention logit back to full resolution. Full-resolution convolutions are what make a
+Johnson TransformerNet slow on a CPU; this network has none.
+
+Contract (PyTorch side, see ``training/export.py`` for the uint8 ONNX wrapper):
+    x: [N, 3, H, W] float32 RGB in [0, 1], H and W multiples of ``SIZE_MULTIPLE``
+    w: [N, S] float32 style weights
+    -> stylised [N, 3, H, W] in (0, 1), attention [N, 1, H, W] in (0, 1)
+The blended output is ``x + strength * A * (G(x) - x)`` (``blend``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.layers import ConvNormAct, ResBlock
+
+SIZE_MULTIPLE = 8
+"""Frame height and width must be multiples of this (4× unshuffle, then one stride-2 conv)."""
+
+
+@dataclass(frozen=True)
+class GeneratorSpec:
+    """Architecture hyper-parameters; stored in checkpoints and the ONNX sidecar."""
+
+    num_styles: int
+    width: int = 32  # channels at ¼ resolution; ⅛ resolution uses 2× this
+    blocks: int = 3  # residual blocks at ⅛ resolution
+
+    def to_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def _logit(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    x = x.clamp(eps, 1.0 - eps)
+    return torch.log(x) - torch.log1p(-x)
+
+
+class Generator(nn.Module):
+    """Conditional-instance-norm generator; one network holds ``spec.num_styles`` styles."""
+
+    def __init__(self, spec: GeneratorSpec) -> None:
+        super().__init__()
+        self.spec = spec
+        c1, c2, s = spec.width, spec.width * 2, spec.num_styles
+        self.enc1 = ConvNormAct(3 * 16, c1, 3, 1, s)  # ¼ res, after 4× unshuffle
+        self.enc2 = ConvNormAct(c1, c2, 3, 2, s)  # ⅛ res
+        self.res = nn.ModuleList([ResBlock(c2, s) for _ in range(spec.blocks)])
+        self.dec1 = ConvNormAct(c2, c1, 3, 1, s)  # ¼ res after nearest 2× upsample
+        self.head = nn.Conv2d(c1, 4 * 16, 3, 1, 1)  # 3 colour deltas + 1 attention logit, ×16
+        # Small colour deltas at first, attention starting mostly on (sigmoid(2) ≈ 0.88), so the
+        # style losses see the generator's effect from step one.
+        nn.init.normal_(self.head.weight, std=1e-3)
+        with torch.no_grad():
+            self.head.bias.zero_()
+            self.head.bias[3 * 16 :] = 2.0  # pixel_shuffle groups 16 channels per output channel
+
+    def features(self, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every stage's activation, for the interpretability tools and FP16 range checks."""
+        out: dict[str, torch.Tensor] = {}
+        h = self.enc1(F.pixel_unshuffle(x, 4), w)
+        out["enc1"] = h
+        skip = h
+        h = self.enc2(h, w)
+        out["enc2"] = h
+        for i, block in enumerate(self.res):
+            h = block(h, w)
+            out[f"res{i}"] = h
+        h = self.dec1(F.interpolate(h, scale_factor=2.0, mode="nearest"), w) + skip
+        out["dec1"] = h
+        out["head"] = F.pixel_shuffle(self.head(h), 4)
+        return out
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        head = self.features(x, w)["head"]
+        stylised = torch.sigmoid(_logit(x) + head[:, :3])
+        attention = torch.sigmoid(head[:, 3:4])
+        return stylised, attention
+
+
+def blend(x: torch.Tensor, stylised: torch.Tensor, attention: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:
+    """``x + strength · A · (G(x) − x)``; shapes [N,3,H,W], [N,3,H,W], [N,1,H,W]; strength scalar."""
+    return x + strength * attention * (stylised - x)

@@ -1,0 +1,59 @@
+"""Building blocks of the generator: conditional instance norm and conv units.
+
+All tensors are NCHW float32. Style weights ``w`` are ``[N, S]`` rows that sum to 1 for a
+pure or mixed style (any non-negative mix is accepted; it is not renormalised here).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class CondInstanceNorm(nn.Module):
+    """Instance norm whose affine (gamma, beta) is a style-weighted mix of per-style rows.
+
+    ``gamma``/``beta`` are ``[S, C]``; the per-sample affine is ``w @ gamma`` (``[N, C]``), so a
+    mix of styles interpolates the normalisation statistics (Dumoulin et al. 2017).
+    """
+
+    def __init__(self, channels: int, num_styles: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(num_styles, channels))
+        self.beta = nn.Parameter(torch.zeros(num_styles, channels))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # Statistics in float32 even under autocast: instance norm in FP16 is the known
+        # source of NaN / washed-out output.
+        h = F.instance_norm(x.float(), eps=1e-5).to(x.dtype)
+        g = (w @ self.gamma).to(x.dtype)[:, :, None, None]
+        b = (w @ self.beta).to(x.dtype)[:, :, None, None]
+        return h * g + b
+
+
+class ConvNormAct(nn.Module):
+    """Reflection-padded conv → conditional instance norm → ReLU (optional)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, num_styles: int, act: bool = True) -> None:
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(k // 2)
+        self.conv = nn.Conv2d(cin, cout, k, stride)
+        self.norm = CondInstanceNorm(cout, num_styles)
+        self.act = act
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = self.norm(self.conv(self.pad(x)), w)
+        return F.relu(h) if self.act else h
+
+
+class ResBlock(nn.Module):
+    """Two 3×3 ConvNormAct units with an identity skip (fast_neural_style's residual block)."""
+
+    def __init__(self, channels: int, num_styles: int) -> None:
+        super().__init__()
+        self.a = ConvNormAct(channels, channels, 3, 1, num_styles)
+        self.b = ConvNormAct(channels, channels, 3, 1, num_styles, act=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x, w), w)

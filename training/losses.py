@@ -1,0 +1,59 @@
+"""Small pure loss functions. Images are RGB float [N, C, H, W]; features are dicts of such maps.
+
+Perceptual losses are normalised by their target's scale, because raw Gram magnitudes differ
+~20× between layers and would otherwise let one layer dominate.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def gram(f: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] → [N, C, C] Gram matrix normalised by C·H·W (fast_neural_style's convention)."""
+    n, c, h, w = f.shape
+    v = f.reshape(n, c, h * w)
+    return v @ v.transpose(1, 2) / (c * h * w)
+
+
+def content_loss(feat_out: dict[str, torch.Tensor], feat_in: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
+    """Mean over layers of MSE(out, in) / mean(in²)."""
+    terms = [F.mse_loss(feat_out[k], feat_in[k]) / feat_in[k].pow(2).mean().clamp_min(1e-8) for k in layers]
+    return torch.stack(terms).mean()
+
+
+def style_loss(feat_out: dict[str, torch.Tensor], gram_target: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:
+    """Mean over layers of MSE(Gram(out), target) / mean(target²); target is [N, C, C] per sample."""
+    terms = []
+    for k in layers:
+        t = gram_target[k]
+        terms.append(F.mse_loss(gram(feat_out[k]), t) / t.pow(2).mean().clamp_min(1e-12))
+    return torch.stack(terms).mean()
+
+
+def tv_loss(x: torch.Tensor) -> torch.Tensor:
+    """Anisotropic total variation, mean absolute neighbour difference."""
+    return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
+
+
+def attention_prior(a: torch.Tensor, target_mean: float) -> torch.Tensor:
+    """Keeps the attention map [N,1,H,W] from saturating to all-ones: penalises its mean above
+    ``target_mean`` (sparsity) plus its total variation (smoothness)."""
+    return F.relu(a.mean(dim=(1, 2, 3)) - target_mean).mean() + tv_loss(a)
+
+
+def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """Compound regularisation (Wang et al. 2020): |G(warp(x)+n) − warp(G(x))| on valid pixels."""
+    diff = (out_of_warped - warped_out).abs() * valid
+    return diff.sum() / (valid.sum() * out_of_warped.shape[1]).clamp_min(1.0)
+
+
+def d_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Hinge loss for the discriminator, summed over scales."""
+    return sum((F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits)), torch.zeros(()))
+
+
+def g_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:
+    """Hinge loss for the generator, summed over scales."""
+    return sum((-f.mean() for f in fake_logits), torch.zeros(()))

@@ -1,0 +1,232 @@
+"""The training loop, in named steps: ``d_step``, ``g_step``, ``ema_update``.
+
+Each run gets a numbered directory ``<out>/NNNNN-<styles>/`` holding ``config.json`` (resolved
+options), ``stats.jsonl`` (one JSON line per logged step), ``samples/step_NNNNNN.png`` grids and
+``checkpoint.pt`` (latest; written atomically, resumable with ``resume``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from training import losses
+from training.backbone import build_backbone
+from training.config import TrainConfig
+from training.data import ContentSampler, StyleSet, load_styles, random_crop
+from training.discriminator import MultiScaleD
+from training.generator import Generator, GeneratorSpec, blend
+from training.warp import random_affine, warp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class State:
+    """Everything a checkpoint holds."""
+
+    g: Generator
+    g_ema: Generator
+    d: MultiScaleD
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step: int = 0
+
+
+def make_run_dir(out: Path, tag: str) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    nums = [int(p.name[:5]) for p in out.iterdir() if p.name[:5].isdigit()]
+    run = out / f"{(max(nums) + 1) if nums else 1:05d}-{tag}"
+    (run / "samples").mkdir(parents=True)
+    return run
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def style_grams(backbone: torch.nn.Module, styles: list[StyleSet], layers: tuple[str, ...], device: torch.device) -> list[list[dict[str, torch.Tensor]]]:
+    """Gram targets per style per reference image: [style][image][layer] → [C, C]."""
+    out = []
+    with torch.no_grad():
+        for s in styles:
+            per_image = []
+            for img in s.images:
+                feats = backbone(img.unsqueeze(0).to(device))
+                per_image.append({k: losses.gram(feats[k])[0] for k in layers})
+            out.append(per_image)
+    return out
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
+        self.cfg, self.run_dir = cfg, run_dir
+        self.device = pick_device(cfg.device)
+        self.rng = random.Random(cfg.seed)
+        torch.manual_seed(cfg.seed)
+        self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size)
+        self.content = ContentSampler(Path(cfg.content), cfg.crop, max_side=max(cfg.crop * 2, 384), seed=cfg.seed)
+        self.backbone = build_backbone(cfg.backbone).to(self.device)
+        self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks)
+        g = Generator(spec).to(self.device)
+        d = MultiScaleD(len(self.styles)).to(self.device)
+        self.state = State(
+            g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d,
+            opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99)),
+            opt_d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99)),
+        )
+        self.use_amp = self.device.type == "cuda"
+        self.fixed_x = self.content.batch(4).to(self.device)  # the sample grid's rows
+
+    # -- one training step, in parts ------------------------------------------------------
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Content crops x [B,3,c,c], style index [B], one-hot weights [B,S], real painting crops."""
+        cfg, n = self.cfg, self.cfg.batch
+        x = self.content.batch(n).to(self.device)
+        idx = torch.tensor([self.rng.randrange(len(self.styles)) for _ in range(n)], device=self.device)
+        w = F.one_hot(idx, len(self.styles)).float()
+        real = torch.stack([random_crop(self.rng.choice(self.styles[i].images), cfg.crop, self.rng, (0.3, 0.8)) for i in idx.tolist()])
+        return x, idx, w, real.to(self.device)
+
+    def d_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, real: torch.Tensor) -> float:
+        st = self.state
+        with torch.no_grad(), torch.autocast(self.device.type, enabled=self.use_amp):
+            g, a = st.g(x, w)
+            fake = blend(x, g, a, 1.0).float()
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            loss = losses.d_hinge_loss(st.d(real, idx), st.d(fake, idx))
+        st.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        st.opt_d.step()
+        return float(loss)
+
+    def g_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
+        cfg, st, bb = self.cfg, self.state, self.backbone
+        with torch.autocast(self.device.type, enabled=self.use_amp):
+            g, a = st.g(x, w)
+            y = blend(x, g, a, 1.0)
+            f_out = bb(y)
+            with torch.no_grad():
+                f_in = bb(x)
+            targets = {k: torch.stack([self.rng.choice(self.grams[i])[k] for i in idx.tolist()]) for k in bb.style_layers}
+            terms = {
+                "content": losses.content_loss(f_out, f_in, bb.content_layers),
+                "style": losses.style_loss(f_out, targets, bb.style_layers),
+                "adv": losses.g_hinge_loss(st.d(y, idx)),
+                "tv": losses.tv_loss(y),
+                "attention": losses.attention_prior(a, cfg.attention_mean),
+            }
+            if cfg.w_temporal > 0:
+                theta = random_affine(x.shape[0], 0.05, 2.0, 0.03).to(self.device)
+                xw, valid = warp(x, theta)
+                xw = (xw + 0.02 * torch.randn_like(xw)).clamp(0, 1)
+                gw, aw = st.g(xw, w)
+                y_warped, _ = warp(y, theta)
+                terms["temporal"] = losses.temporal_loss(blend(xw, gw, aw, 1.0), y_warped, valid)
+        weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
+                   "attention": cfg.w_attention, "temporal": cfg.w_temporal}
+        total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
+        st.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        st.opt_g.step()
+        out = {k: float(v) for k, v in terms.items()}
+        out["total"], out["attention_mean"] = float(total), float(a.mean())
+        return out
+
+    def ema_update(self) -> None:
+        decay = min(self.cfg.ema_decay, (1 + self.state.step) / (10 + self.state.step))
+        with torch.no_grad():
+            for pe, p in zip(self.state.g_ema.parameters(), self.state.g.parameters()):
+                pe.lerp_(p, 1 - decay)
+
+    # -- bookkeeping ----------------------------------------------------------------------
+    def save_checkpoint(self) -> Path:
+        st, path = self.state, self.run_dir / "checkpoint.pt"
+        tmp = path.with_suffix(".tmp")
+        torch.save({
+            "step": st.step, "spec": st.g.spec.to_dict(), "styles": [s.name for s in self.styles],
+            "g": st.g.state_dict(), "g_ema": st.g_ema.state_dict(), "d": st.d.state_dict(),
+            "opt_g": st.opt_g.state_dict(), "opt_d": st.opt_d.state_dict(), "config": json.loads(self.cfg.to_json()),
+        }, tmp)
+        os.replace(tmp, path)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        ck = torch.load(path, map_location=self.device, weights_only=False)
+        st = self.state
+        for name in ("g", "g_ema", "d", "opt_g", "opt_d"):
+            getattr(st, name).load_state_dict(ck[name])
+        st.step = int(ck["step"])
+        log.info("resumed from %s at step %d", path, st.step)
+
+    def save_samples(self) -> Path:
+        """Grid: rows = fixed content crops; columns = input, then each style's output."""
+        with torch.no_grad():
+            cols = [self.fixed_x]
+            for i in range(len(self.styles)):
+                w = F.one_hot(torch.full((self.fixed_x.shape[0],), i, device=self.device), len(self.styles)).float()
+                g, a = self.state.g_ema(self.fixed_x, w)
+                cols.append(blend(self.fixed_x, g, a, 1.0))
+            grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # [3, 4·c, (1+S)·c]
+        img = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
+        path = self.run_dir / "samples" / f"step_{self.state.step:06d}.png"
+        cv2.imwrite(str(path), img[:, :, ::-1])
+        return path
+
+    def run(self) -> Path:
+        cfg, st = self.cfg, self.state
+        if cfg.resume:
+            p = Path(cfg.resume)
+            self.load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)
+        stats = (self.run_dir / "stats.jsonl").open("a")
+        bar = tqdm(total=cfg.steps, initial=st.step, desc="train", dynamic_ncols=True)
+        t0 = time.perf_counter()
+        try:
+            while st.step < cfg.steps:
+                x, idx, w, real = self.sample_batch()
+                d_loss = self.d_step(x, idx, w, real)
+                g_terms = self.g_step(x, idx, w)
+                self.ema_update()
+                st.step += 1
+                bar.update(1)
+                if st.step % 10 == 0 or st.step == cfg.steps:
+                    rec = {"step": st.step, "d": d_loss, **g_terms, "sec": round(time.perf_counter() - t0, 2)}
+                    stats.write(json.dumps(rec) + "\n")
+                    stats.flush()
+                    bar.set_postfix(style=f"{g_terms['style']:.3f}", content=f"{g_terms['content']:.3f}", att=f"{g_terms['attention_mean']:.2f}")
+                if st.step % cfg.sample_every == 0 or st.step == cfg.steps:
+                    self.save_samples()
+                if st.step % cfg.ckpt_every == 0 or st.step == cfg.steps:
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+            stats.close()
+        return self.run_dir / "checkpoint.pt"
+
+
+def train(cfg: TrainConfig) -> Path:
+    """Run training; returns the final checkpoint's path. A resumed run continues in its own dir."""
+    if cfg.resume:
+        p = Path(cfg.resume)
+        run_dir = p if p.is_dir() else p.parent
+    else:
+        tag = "-".join(Path(s).stem if Path(s).is_file() else Path(s).name for s in cfg.styles)[:60]
+        run_dir = make_run_dir(Path(cfg.out), tag)
+    (run_dir / "config.json").write_text(cfg.to_json())
+    log.info("run directory %s", run_dir)
+    return Trainer(cfg, run_dir).run()
