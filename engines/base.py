@@ -20,6 +20,9 @@ from engines.model import ModelInfo
 log = logging.getLogger(__name__)
 
 U8 = npt.NDArray[np.uint8]
+
+MIN_SIDE = 16
+"""Smallest frame side: the generator's ⅛-resolution stage needs at least 2 pixels to reflect-pad."""
 F32 = npt.NDArray[np.float32]
 
 
@@ -53,15 +56,15 @@ class Engine(Protocol):
 
 
 def check_frame(frame: object) -> U8:
-    """A frame must be a [H, W, 3] uint8 array with H, W ≥ 8; raises InputError (expected vs actual)."""
+    """A frame must be a [H, W, 3] uint8 array with H, W ≥ MIN_SIDE; raises InputError (expected vs actual)."""
     if not isinstance(frame, np.ndarray):
         raise InputError(f"frame: expected numpy.ndarray [H,W,3] uint8, got {type(frame).__name__}")
     if frame.dtype != np.uint8:
         raise InputError(f"frame: expected dtype uint8, got {frame.dtype}")
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise InputError(f"frame: expected shape [H,W,3], got {list(frame.shape)}")
-    if frame.shape[0] < 8 or frame.shape[1] < 8:
-        raise InputError(f"frame: expected H, W >= 8, got {frame.shape[0]}x{frame.shape[1]}")
+    if frame.shape[0] < MIN_SIDE or frame.shape[1] < MIN_SIDE:
+        raise InputError(f"frame: expected H, W >= {MIN_SIDE}, got {frame.shape[0]}x{frame.shape[1]}")
     return frame
 
 

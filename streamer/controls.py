@@ -67,7 +67,10 @@ def resolve_style(spec: object, styles: tuple[str, ...]) -> dict[str, float]:
 def _number(v: object, name: str, lo: float, hi: float) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ControlError(f"'{name}' must be a number, got {type(v).__name__}")
-    f = float(v)
+    try:
+        f = float(v)
+    except OverflowError:
+        f = math.inf
     if not math.isfinite(f) or not lo <= f <= hi:
         raise ControlError(f"'{name}' must be in [{lo}, {hi}], got {v!r}")
     return f

@@ -1,8 +1,9 @@
 """The fast feed-forward generator with an attention head.
 
 Most of the work runs at ¼ and ⅛ resolution: the frame enters through a 4× space-to-depth
-(pixel unshuffle), residual blocks run at ⅛, and a 4× pixel shuffle brings a per-pixel colour
-delta and attention logit back to full resolution. Full-resolution convolutions are what make a
+(pixel unshuffle), residual blocks run at ⅛, and a light full-resolution head (one 3×3 conv
+over bilinearly upsampled features and the input) gives a per-pixel colour delta and attention
+logit. A 4× pixel-shuffle output was tried first and left a visible 4×4 dot pattern. Full-resolution convolutions are what make a
 Johnson TransformerNet slow on a CPU; this network has none.
 
 Contract (PyTorch side, see ``training/export.py`` for the uint8 ONNX wrapper):
@@ -21,6 +22,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.layers import ConvNormAct, ResBlock
+
+HEAD_CHANNELS = 12
 
 SIZE_MULTIPLE = 8
 """Frame height and width must be multiples of this (4× unshuffle, then one stride-2 conv)."""
@@ -54,13 +57,14 @@ class Generator(nn.Module):
         self.enc2 = ConvNormAct(c1, c2, 3, 2, s)  # ⅛ res
         self.res = nn.ModuleList([ResBlock(c2, s) for _ in range(spec.blocks)])
         self.dec1 = ConvNormAct(c2, c1, 3, 1, s)  # ¼ res after nearest 2× upsample
-        self.head = nn.Conv2d(c1, 4 * 16, 3, 1, 1)  # 3 colour deltas + 1 attention logit, ×16
-        # Small colour deltas at first, attention starting mostly on (sigmoid(2) ≈ 0.88), so the
-        # style losses see the generator's effect from step one.
+        self.squeeze = nn.Conv2d(c1, HEAD_CHANNELS, 1)  # ¼ res, few channels to upsample
+        # The only full-resolution layer: sees the upsampled features and the input itself, so
+        # it can keep edges sharp; 3 colour deltas + 1 attention logit.
+        self.head = nn.Conv2d(HEAD_CHANNELS + 3, 4, 3, 1, 1, padding_mode="reflect")
         nn.init.normal_(self.head.weight, std=1e-3)
         with torch.no_grad():
             self.head.bias.zero_()
-            self.head.bias[3 * 16 :] = 2.0  # pixel_shuffle groups 16 channels per output channel
+            self.head.bias[3] = 1.0  # attention starts at sigmoid(1) ≈ 0.73
 
     def features(self, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's activation, for the interpretability tools and FP16 range checks."""
@@ -75,7 +79,8 @@ class Generator(nn.Module):
             out[f"res{i}"] = h
         h = self.dec1(F.interpolate(h, scale_factor=2.0, mode="nearest"), w) + skip
         out["dec1"] = h
-        out["head"] = F.pixel_shuffle(self.head(h), 4)
+        up = F.interpolate(self.squeeze(h), scale_factor=4.0, mode="bilinear", align_corners=False)
+        out["head"] = self.head(torch.cat([up, x], dim=1))
         return out
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -38,9 +38,10 @@ def tv_loss(x: torch.Tensor) -> torch.Tensor:
 
 
 def attention_prior(a: torch.Tensor, target_mean: float) -> torch.Tensor:
-    """Keeps the attention map [N,1,H,W] from saturating to all-ones: penalises its mean above
-    ``target_mean`` (sparsity) plus its total variation (smoothness)."""
-    return F.relu(a.mean(dim=(1, 2, 3)) - target_mean).mean() + tv_loss(a)
+    """A style budget for the attention map [N,1,H,W]: its per-image mean is held near
+    ``target_mean`` (so it can be neither all-ones nor all-zeros, and must choose *where* the
+    style goes), plus total variation for smoothness."""
+    return 10.0 * (a.mean(dim=(1, 2, 3)) - target_mean).pow(2).mean() + tv_loss(a)
 
 
 def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

