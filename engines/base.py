@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, runtime_checkable
+from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ class Engine(Protocol):
 
     def close(self) -> None: ...
 
-    def __enter__(self) -> "Engine": ...
+    def __enter__(self) -> Self: ...
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None: ...
 
@@ -70,9 +70,13 @@ def check_frame(frame: object) -> U8:
 
 def check_style(style: object, num_styles: int) -> F32:
     """Style weights: [S] (or [1,S]) finite, non-negative float, not all zero."""
-    arr = np.asarray(style, dtype=np.float32).reshape(-1)
-    if arr.shape != (num_styles,):
-        raise InputError(f"style: expected {num_styles} weights, got shape {list(np.shape(style))}")
+    try:
+        arr = np.asarray(style, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise InputError(f"style: expected {num_styles} float weights, got {style!r:.80}") from e
+    if arr.size != num_styles or arr.ndim > 2:
+        raise InputError(f"style: expected {num_styles} weights, got shape {list(arr.shape)}")
+    arr = arr.reshape(-1)
     if not np.all(np.isfinite(arr)) or np.any(arr < 0) or float(arr.sum()) <= 0:
         raise InputError(f"style: expected finite non-negative weights with a positive sum, got {arr.tolist()}")
     return arr
@@ -149,7 +153,7 @@ class BaseEngine:
             self._open_flag = False
             self._close()
 
-    def __enter__(self) -> "BaseEngine":
+    def __enter__(self) -> Self:
         self.open()
         return self
 

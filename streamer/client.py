@@ -15,7 +15,7 @@ import json
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import numpy.typing as npt
@@ -50,7 +50,7 @@ class Subscriber:
         self._sock: zmq.Socket[Any] | None = None
         self.counters = Counters()
 
-    def __enter__(self) -> "Subscriber":
+    def __enter__(self) -> Self:
         s = self._ctx.socket(zmq.SUB)
         s.setsockopt(zmq.LINGER, 0)
         if self.conflate:

@@ -41,8 +41,16 @@ def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Calla
     pipe = build_pipeline(cfg)
     log.info("serving %s → %s (control %s), styles %s", cfg.source, cfg.publish, cfg.control, list(pipe.styles))
     if stop is not None:
-        threading.Thread(target=lambda: (stop.wait(), pipe.stop()), name="stylecast-stop", daemon=True).start()
+        def stop_on_event() -> None:
+            stop.wait()
+            pipe.stop()
+
+        threading.Thread(target=stop_on_event, name="stylecast-stop", daemon=True).start()
     if on_ready is not None:
-        threading.Thread(target=lambda: (pipe.first_published.wait(), on_ready(pipe)), name="stylecast-ready", daemon=True).start()
+        def ready_on_first_frame() -> None:
+            pipe.first_published.wait()
+            on_ready(pipe)
+
+        threading.Thread(target=ready_on_first_frame, name="stylecast-ready", daemon=True).start()
     pipe.run()
     return pipe

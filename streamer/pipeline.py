@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import cv2
 import numpy as np
@@ -131,7 +131,7 @@ class Pipeline:
                         t0 = time.perf_counter()
                         frame = src.read()
                         if (frame.shape[1], frame.shape[0]) != cfg.size:
-                            frame = cv2.resize(frame, cfg.size, interpolation=cv2.INTER_AREA)
+                            frame = cast(U8, cv2.resize(frame, cfg.size, interpolation=cv2.INTER_AREA))
                         seq += 1
                         self.frames.put(Captured(seq, time.time(), time.monotonic(), frame, (time.perf_counter() - t0) * 1000))
             except SourceError as e:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import cv2
 import numpy as np
@@ -29,7 +29,7 @@ class Publisher:
         self._sock: zmq.Socket[Any] | None = None
         self.dropped = 0  # messages ZeroMQ refused because every queue was full
 
-    def __enter__(self) -> "Publisher":
+    def __enter__(self) -> Self:
         sock = self.ctx.socket(zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, 4)
         sock.setsockopt(zmq.LINGER, 0)
@@ -54,7 +54,7 @@ class Publisher:
             if not ok:
                 raise PublishError(f"JPEG encoding failed for image {list(image.shape)}")
             return buf.tobytes()
-        return memoryview(np.ascontiguousarray(image)).cast("B")
+        return memoryview(np.ascontiguousarray(image).data).cast("B")
 
     def send_frame(self, topic: str, image: U8, seq: int, t_capture: float, style: dict[str, float], strength: float) -> None:
         """Publish [H,W,3] uint8 BGR ``image`` (not kept after return)."""

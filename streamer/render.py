@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import cv2
 import numpy as np
@@ -35,7 +36,7 @@ def grade(frame: U8, g: Grading) -> U8:
         out = np.clip(gray + (out.astype(np.float32) - gray) * g.saturation, 0, 255).astype(np.uint8)
     if g.contrast != 1.0 or g.brightness != 0.0:
         # y = c·x + (1−c)·128 + 255·b, done by OpenCV's saturating uint8 arithmetic.
-        out = cv2.convertScaleAbs(out, alpha=g.contrast, beta=(1.0 - g.contrast) * 128.0 + 255.0 * g.brightness)
+        out = cast(U8, cv2.convertScaleAbs(out, alpha=g.contrast, beta=(1.0 - g.contrast) * 128.0 + 255.0 * g.brightness))
     return out
 
 
@@ -43,4 +44,4 @@ def attention_overlay(frame: U8, attention: npt.NDArray[np.uint8], opacity: floa
     """Colour-map the attention [H,W] uint8 (TURBO: blue = little style, red = full) and blend it
     over ``frame`` [H,W,3] with ``opacity`` in [0,1]. Returns a new array."""
     heat = cv2.applyColorMap(attention, cv2.COLORMAP_TURBO)
-    return cv2.addWeighted(heat, float(opacity), frame, 1.0 - float(opacity), 0.0)
+    return cast(U8, cv2.addWeighted(heat, float(opacity), frame, 1.0 - float(opacity), 0.0))

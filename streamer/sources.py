@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from types import TracebackType
-from typing import Literal
+from typing import Literal, Self, cast
 
 import cv2
 import numpy as np
@@ -62,9 +62,9 @@ def normalise_frame(frame: object) -> U8:
     if frame.dtype != np.uint8:
         raise FrameError(f"expected uint8 pixels, got {frame.dtype}")
     if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
-        return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        return cast(U8, cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR))
     if frame.ndim == 3 and frame.shape[2] == 4:
-        return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        return cast(U8, cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR))
     if frame.ndim == 3 and frame.shape[2] == 3:
         return frame
     raise FrameError(f"expected [H,W], [H,W,3] or [H,W,4], got {list(frame.shape)}")
@@ -80,12 +80,12 @@ class DemoSource:
         self._t0 = 0.0
         self._next = 0.0
 
-    def __enter__(self) -> "DemoSource":
+    def __enter__(self) -> Self:
         data = resources.files("streamer").joinpath("assets/demo.jpg").read_bytes()
         photo = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
         if photo is None:
             raise SourceError("bundled demo photo is unreadable")
-        self._photo = photo
+        self._photo = cast(U8, photo)
         self._t0 = self._next = time.monotonic()
         return self
 
@@ -110,7 +110,7 @@ class DemoSource:
         x = int(w / 2 + w * 0.35 * math.cos(t * 1.1))
         y = int(h / 2 + h * 0.3 * math.sin(t * 1.7))
         cv2.circle(frame, (x, y), max(6, h // 12), (40, 200, 255), -1, cv2.LINE_AA)
-        return frame
+        return cast(U8, frame)
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self._photo = None
@@ -128,7 +128,7 @@ class CvSource:
         self._period = 0.0
         self._next = 0.0
 
-    def __enter__(self) -> "CvSource":
+    def __enter__(self) -> Self:
         ms = int(self.timeout_s * 1000)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
         kind, target = self.spec.kind, self.spec.target

@@ -69,6 +69,6 @@ def summarise(frames: list[FrameTiming]) -> dict[str, Any]:
     arr = np.array([[f.capture_ms, f.infer_ms, f.render_ms, f.publish_ms, f.latency_ms] for f in frames])
     med = np.median(arr, axis=0)
     return {
-        "stage_ms": {k: round(float(v), 2) for k, v in zip(("capture", "infer", "render", "publish"), med[:4])},
+        "stage_ms": {k: round(float(v), 2) for k, v in zip(("capture", "infer", "render", "publish"), med[:4], strict=True)},
         "latency_ms": {"p50": round(float(np.percentile(arr[:, 4], 50)), 2), "p95": round(float(np.percentile(arr[:, 4], 95)), 2)},
     }

@@ -10,10 +10,10 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from training import losses  # noqa: E402
-from training.export import FramePipeline, load_generator  # noqa: E402
-from training.generator import Generator, GeneratorSpec, blend  # noqa: E402
-from training.warp import random_affine, warp  # noqa: E402
+from training import losses
+from training.export import FramePipeline, load_generator
+from training.generator import Generator, GeneratorSpec, blend
+from training.warp import random_affine, warp
 
 
 def test_run_directory_contents(tiny_run: Path) -> None:
@@ -31,7 +31,7 @@ def test_run_directory_contents(tiny_run: Path) -> None:
 def test_training_changes_the_generator(tiny_run: Path) -> None:
     g, _, _ = load_generator(tiny_run, use_ema=False)
     fresh = Generator(g.spec)
-    diffs = [float((a - b).abs().max()) for a, b in zip(g.state_dict().values(), fresh.state_dict().values()) if a.dtype.is_floating_point]
+    diffs = [float((a - b).abs().max()) for a, b in zip(g.state_dict().values(), fresh.state_dict().values(), strict=True) if a.dtype.is_floating_point]
     assert max(diffs) > 1e-4
 
 

@@ -28,9 +28,9 @@ def test_jpeg_frame_round_trip() -> None:
     import cv2
 
     img = np.full((32, 48, 3), 120, np.uint8)
-    ok, buf = cv2.imencode(".jpg", img)
+    _ok, buf = cv2.imencode(".jpg", img)
     msg = wire.encode_frame(wire.TOPIC_OVERLAY, _header(img.shape, "jpeg"), buf.tobytes())
-    _, h, out = wire.decode_frame(msg)
+    _, _h, out = wire.decode_frame(msg)
     assert out.shape == img.shape and np.abs(out.astype(int) - 120).max() <= 3
 
 

@@ -106,7 +106,7 @@ class EfficientNetLite0(nn.Module):
             raise BackboneError(f"weights at {path} lack {len(missing)} tensors, e.g. {missing[:3]}")
         self.load_state_dict({k: state[k] for k in wanted})
 
-    def train(self, mode: bool = True) -> "EfficientNetLite0":
+    def train(self, mode: bool = True) -> EfficientNetLite0:
         return super().train(False)  # frozen BN statistics, always
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -41,7 +41,7 @@ class TrainConfig:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
     @staticmethod
-    def from_json(path: Path) -> "TrainConfig":
+    def from_json(path: Path) -> TrainConfig:
         raw = json.loads(path.read_text())
         raw["styles"] = tuple(raw["styles"])
         return TrainConfig(**raw)

@@ -52,7 +52,7 @@ def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: 
 
 def d_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """Hinge loss for the discriminator, summed over scales."""
-    return sum((F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits)), torch.zeros(()))
+    return sum((F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits, strict=True)), torch.zeros(()))
 
 
 def g_hinge_loss(fake_logits: list[torch.Tensor]) -> torch.Tensor:

@@ -151,7 +151,7 @@ class Trainer:
     def ema_update(self) -> None:
         decay = min(self.cfg.ema_decay, (1 + self.state.step) / (10 + self.state.step))
         with torch.no_grad():
-            for pe, p in zip(self.state.g_ema.parameters(), self.state.g.parameters()):
+            for pe, p in zip(self.state.g_ema.parameters(), self.state.g.parameters(), strict=True):
                 pe.lerp_(p, 1 - decay)
 
     # -- bookkeeping ----------------------------------------------------------------------

@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from tests.test_sources import write_clip
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamer", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_stylize_image_and_video(tiny_model: Path, tmp_path: Path) -> None:
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8))
+    out = _cli("stylize", str(img), str(tmp_path / "out.png"), "--model", str(tiny_model), "--style", "style_a=1,style_b=1", "--attention", str(tmp_path / "att.png"))
+    assert out.returncode == 0, out.stderr
+    assert cv2.imread(str(tmp_path / "out.png")).shape == (50, 70, 3)
+    assert cv2.imread(str(tmp_path / "att.png"), cv2.IMREAD_GRAYSCALE).shape == (50, 70)
+    clip = write_clip(tmp_path / "clip.avi", n=4)
+    out = _cli("stylize", str(clip), str(tmp_path / "out.mp4"), "--model", str(tiny_model), "--style", "style_b")
+    assert out.returncode == 0, out.stderr
+    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+
+
+def test_stylize_errors(tiny_model: Path, tmp_path: Path) -> None:
+    out = _cli("stylize", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--model", str(tiny_model))
+    assert out.returncode == 1 and "cannot read image" in out.stderr
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    out = _cli("stylize", str(img), str(tmp_path / "o.png"), "--model", str(tiny_model), "--style", "nope")
+    assert out.returncode == 2 and "unknown style" in out.stderr
+
+
+def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
+    out = _cli("train", "--content", "x", "--style", "a.jpg", "--style", "b", "--steps", "7", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    assert '"steps": 7' in out.stdout and '"b"' in out.stdout
+    out = _cli("export", str(tiny_run), str(tmp_path / "m.onnx"))
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()
+    out = _cli("export", str(tmp_path / "nope.pt"), str(tmp_path / "m2.onnx"))
+    assert out.returncode == 1 and "cannot load generator" in out.stderr

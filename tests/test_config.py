@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from streamer.config import ConfigError, ServeConfig, is_loopback, validate
+
+
+@pytest.fixture()
+def cfg(tiny_model: Path) -> ServeConfig:
+    return ServeConfig(model=str(tiny_model))
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        ({"width": 10}, "width"), ({"height": 5000}, "height"), ({"width": True}, "width"), ({"fps": 0}, "fps"),
+        ({"strength": 1.5}, "strength"), ({"overlay_opacity": -1}, "overlay_opacity"), ({"encoding": "png"}, "encoding"),
+        ({"jpeg_quality": 0}, "jpeg_quality"), ({"backend": "cuda"}, "backend"), ({"publish": "http://x"}, "publish"),
+        ({"publish": "tcp://127.0.0.1:70000"}, "publish"), ({"control": "tcp://0.0.0.0:5556"}, "control"),
+        ({"control": "tcp://127.0.0.1:5555"}, "control"), ({"model": "/nonexistent.onnx"}, "model"), ({"max_frames": -1}, "max_frames"),
+    ],
+)
+def test_bad_values_name_the_field(cfg: ServeConfig, change: dict, field: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ConfigError, match=f"^{field}:"):
+        validate(replace(cfg, **change))
+
+
+def test_defaults_validate(cfg: ServeConfig) -> None:
+    assert validate(cfg) is cfg
+
+
+def test_loopback() -> None:
+    assert is_loopback("tcp://127.0.0.1:1") and is_loopback("tcp://localhost:1") and is_loopback("tcp://[::1]:1") and is_loopback("ipc:///tmp/x")
+    assert not is_loopback("tcp://0.0.0.0:1") and not is_loopback("tcp://10.0.0.1:1") and not is_loopback("tcp://eth0:1")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "streamer", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_dry_run_prints_resolved_config(tiny_model: Path) -> None:
+    out = _cli("serve", "--model", str(tiny_model), "--width", "320", "--height", "184", "--dry-run")
+    assert out.returncode == 0, out.stderr
+    resolved = json.loads(out.stdout)
+    assert resolved["width"] == 320 and resolved["model"] == str(tiny_model)
+
+
+def test_bad_config_exits_2_with_field(tiny_model: Path) -> None:
+    out = _cli("serve", "--model", str(tiny_model), "--strength", "3")
+    assert out.returncode == 2 and "strength:" in out.stderr
+    out = _cli("serve", "--model", "/nope.onnx")
+    assert out.returncode == 2 and "model: file not found" in out.stderr

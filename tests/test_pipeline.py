@@ -1,0 +1,126 @@
+"""The pipeline in-process with the tiny trained model, a fake engine only where a test needs to
+control timing or failure."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import engines
+from streamer import render
+from streamer.bench import free_tcp_port, run_bench
+from streamer.client import Subscriber
+from streamer.config import ServeConfig
+from streamer.daemon import build_pipeline
+from streamer.mailbox import Mailbox, MailboxClosed
+from streamer.pipeline import Pipeline
+
+
+def test_mailbox_keeps_newest_and_counts_drops() -> None:
+    mb: Mailbox[int] = Mailbox("t")
+    assert mb.get(0.01) is None
+    for i in range(5):
+        mb.put(i)
+    assert mb.get(0.01) == 4 and mb.dropped == 4
+    mb.close()
+    with pytest.raises(MailboxClosed):
+        mb.get(0.01)
+
+
+def test_mailbox_get_wakes_on_put() -> None:
+    mb: Mailbox[str] = Mailbox("t")
+    threading.Timer(0.05, mb.put, args=("x",)).start()
+    t0 = time.monotonic()
+    assert mb.get(5.0) == "x" and time.monotonic() - t0 < 2.0
+
+
+def test_grading_and_overlay() -> None:
+    f = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    assert render.grade(f, render.Grading()) is f
+    brighter = render.grade(f, render.Grading(brightness=0.2))
+    assert brighter.mean() > f.mean()
+    gray = render.grade(f, render.Grading(saturation=0.0))
+    assert np.abs(gray[..., 0].astype(int) - gray[..., 2].astype(int)).max() <= 1
+    ov = render.attention_overlay(f, np.full((8, 8), 255, np.uint8), 1.0)
+    assert ov.shape == f.shape and not np.array_equal(ov, f)
+    np.testing.assert_array_equal(render.attention_overlay(f, np.zeros((8, 8), np.uint8), 0.0), f)
+
+
+def _cfg(model: Path, **kw: object) -> ServeConfig:
+    return replace(ServeConfig(model=str(model), width=96, height=64, fps=60, publish=f"tcp://127.0.0.1:{free_tcp_port()}",
+                               control=f"tcp://127.0.0.1:{free_tcp_port()}"), **kw)  # type: ignore[arg-type]
+
+
+def test_pipeline_publishes_and_stops_after_max_frames(tiny_model: Path) -> None:
+    cfg = _cfg(tiny_model, max_frames=15)
+    pipe = build_pipeline(cfg)
+    with Subscriber(cfg.publish, topics=["frame.stylised\x00"]) as sub:
+        t = threading.Thread(target=pipe.run)
+        t.start()
+        msg = sub.recv(30)
+        t.join(60)
+    assert not t.is_alive()
+    assert msg is not None and msg.image is not None and msg.image.shape == (64, 96, 3)
+    assert pipe.stats.counters["published"] == 15 and pipe.first_published.is_set()
+
+
+class SlowEngine(engines.BaseEngine):
+    """Test double: sleeps instead of inferring, so the capture stage outruns it."""
+
+    name = "slow"
+
+    def _open(self) -> None:
+        pass
+
+    def _run(self, frame, style, strength):  # type: ignore[no-untyped-def]
+        time.sleep(0.05)
+        return frame, np.zeros(frame.shape[:3] + (1,), np.uint8)
+
+    def _close(self) -> None:
+        pass
+
+
+def test_slow_inference_drops_oldest_frames(tiny_model: Path) -> None:
+    info = engines.load_model_info(tiny_model)
+    cfg = _cfg(tiny_model, fps=200, max_frames=20)
+    pipe = Pipeline(cfg, lambda: SlowEngine(info), info.styles)
+    pipe.run()
+    assert pipe.frames.dropped > 0 and pipe.stats.counters["published"] == 20
+
+
+class FailingEngine(SlowEngine):
+    def _run(self, frame, style, strength):  # type: ignore[no-untyped-def]
+        raise engines.EngineError("device lost")
+
+
+def test_engine_failure_stops_pipeline_and_is_raised(tiny_model: Path) -> None:
+    info = engines.load_model_info(tiny_model)
+    pipe = Pipeline(_cfg(tiny_model), lambda: FailingEngine(info), info.styles)
+    with pytest.raises(engines.EngineError, match="device lost"):
+        pipe.run()
+
+
+def test_port_in_use_is_a_clear_error(tiny_model: Path) -> None:
+    import zmq
+
+    from streamer.publisher import PublishError
+
+    cfg = _cfg(tiny_model)
+    s = zmq.Context.instance().socket(zmq.PUB)
+    s.bind(cfg.publish)
+    try:
+        with pytest.raises(PublishError, match="cannot bind publisher"):
+            build_pipeline(cfg).run()
+    finally:
+        s.close(0)
+
+
+def test_bench_reports_every_figure(tiny_model: Path) -> None:
+    r = run_bench(_cfg(tiny_model), seconds=1.0, warmup=0.3)
+    assert set(r["stage_ms"]) == {"capture", "infer", "render", "publish"}
+    assert r["frames"] > 1 and r["fps"] > 0 and r["latency_ms"]["p95"] >= r["latency_ms"]["p50"] > 0

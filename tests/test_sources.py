@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from streamer.sources import DemoSource, FrameError, SourceError, SourceSpec, normalise_frame, open_source, parse_source
+
+
+@pytest.mark.parametrize(
+    "text, kind",
+    [("demo", "demo"), ("rtsp://127.0.0.1:8554/cam", "rtsp"), ("0", "webcam"), ("/dev/video2", "webcam"), ("clip.mp4", "file")],
+)
+def test_parse_source(text: str, kind: str) -> None:
+    assert parse_source(text).kind == kind
+
+
+def test_parse_source_empty() -> None:
+    with pytest.raises(SourceError, match="empty source"):
+        parse_source("  ")
+
+
+def test_normalise_frame() -> None:
+    assert normalise_frame(np.zeros((4, 5), np.uint8)).shape == (4, 5, 3)
+    assert normalise_frame(np.zeros((4, 5, 4), np.uint8)).shape == (4, 5, 3)
+    bgr = np.zeros((4, 5, 3), np.uint8)
+    assert normalise_frame(bgr) is bgr
+    for bad, match in ((np.zeros((0, 5, 3), np.uint8), "non-empty"), (np.zeros((4, 5, 3), np.float32), "uint8"), (np.zeros((4, 5, 2), np.uint8), r"\[4, 5, 2\]"), (None, "non-empty")):
+        with pytest.raises(FrameError, match=match):
+            normalise_frame(bad)
+
+
+def test_demo_source_moves() -> None:
+    with DemoSource((96, 64), fps=200) as src:
+        a = src.read()
+        src.pace()
+        src.pace()
+        b = src.read()
+    assert a.shape == (64, 96, 3) and a.dtype == np.uint8
+    assert np.abs(a.astype(int) - b.astype(int)).mean() > 0.1
+
+
+def write_clip(path: Path, n: int = 5, size: tuple[int, int] = (64, 48)) -> Path:
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 25.0, size)
+    assert w.isOpened()
+    for i in range(n):
+        w.write(np.full((size[1], size[0], 3), i * 40, np.uint8))
+    w.release()
+    return path
+
+
+def test_file_source_loops(tmp_path: Path) -> None:
+    clip = write_clip(tmp_path / "clip.avi", n=3)
+    with open_source(SourceSpec("file", str(clip)), (64, 48), 30) as src:
+        frames = [src.read() for _ in range(7)]  # more than the clip holds
+    assert all(f.shape == (48, 64, 3) for f in frames)
+
+
+def test_missing_file_and_bad_url(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match="not found"), open_source(SourceSpec("file", str(tmp_path / "nope.mp4")), (64, 48), 30):
+        pass
+    with pytest.raises(SourceError, match="cannot open"), open_source(parse_source("rtsp://127.0.0.1:1/none"), (64, 48), 30, timeout_s=1.0):
+        pass
