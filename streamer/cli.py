@@ -170,6 +170,18 @@ def cmd_export(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_explain(a: argparse.Namespace) -> int:
+    from streamer.config import default_model_path
+    from training.explain import explain
+    from training.export import generator_weights_path
+
+    weights = Path(a.weights) if a.weights else generator_weights_path(default_model_path())
+    styles = None if a.all_styles or not a.style else a.style
+    summary = explain(weights, Path(a.image), Path(a.out), styles, max_side=a.max_side)
+    print(f"wrote {Path(a.out) / 'report.html'} ({len(summary['styles'])} style(s))")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stylecast", description="Real-time video stylisation daemon.")
     p.add_argument("--version", action="version", version=f"stylecast {__version__}")
@@ -232,6 +244,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("explain", help="pictures of what the generator does to one photo (needs torch)")
+    s.add_argument("image")
+    s.add_argument("--out", required=True, help="folder for the PNG panels and report.html")
+    s.add_argument("--style", action="append", help="style to explain (repeat); default: all")
+    s.add_argument("--all-styles", action="store_true")
+    s.add_argument("--weights", default="", help="checkpoint.pt or MODEL.generator.pt (default: the bundled model's)")
+    s.add_argument("--max-side", type=int, default=384, help="the photo's longer side is scaled down to this, px")
+    s.set_defaults(func=cmd_explain)
 
     s = sub.add_parser("export", help="export a checkpoint to ONNX + sidecar JSON")
     s.add_argument("checkpoint")

@@ -97,11 +97,23 @@ def sidecar(onnx_path: Path, spec: GeneratorSpec, styles: list[str], extra: dict
     }
 
 
+def generator_weights_path(onnx_path: Path) -> Path:
+    """``model.onnx`` → ``model.generator.pt``: the PyTorch weights the explain tool needs."""
+    return onnx_path.with_suffix(".generator.pt")
+
+
+def save_generator(g: Generator, styles: list[str], path: Path) -> None:
+    """Inference-only weights (spec, styles, state dict): ~1 MB, no optimiser or discriminator."""
+    torch.save({"spec": g.spec.to_dict(), "styles": styles, "generator": g.state_dict()}, path)
+
+
 def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path:
-    """Write ``out`` (.onnx) and its sidecar ``out.with_suffix('.json')``; returns the ONNX path."""
+    """Write ``out`` (.onnx), its sidecar ``out.with_suffix('.json')`` and the generator weights
+    ``*.generator.pt``; returns the ONNX path."""
     g, styles, config = load_generator(checkpoint, use_ema)
     export_onnx(g, out)
     meta = sidecar(out, g.spec, styles, {"trained_steps": config.get("steps"), "training_config": config})
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    save_generator(g, styles, generator_weights_path(out))  # for `stylecast explain`
     log.info("exported %s (%d styles: %s)", out, len(styles), ", ".join(styles))
     return out
