@@ -134,6 +134,18 @@ def cmd_stylize(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_contact_sheet(a: argparse.Namespace) -> int:
+    import engines
+    from streamer.config import default_model_path
+    from streamer.contact_sheet import contact_sheet
+
+    model = Path(a.model) if a.model else default_model_path()
+    with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
+        sheet = contact_sheet(eng, [Path(p) for p in a.photos], Path(a.out), (a.cell_width, a.cell_height), a.attention)
+    print(f"wrote {a.out} ({sheet.shape[1]}x{sheet.shape[0]})")
+    return EXIT_OK
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from streamer.bench import format_table, run_bench
     from streamer.config import ServeConfig, validate
@@ -217,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--attention", help="also write the attention map (images only)")
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(func=cmd_stylize)
+
+    s = sub.add_parser("contact-sheet", help="rows = photos, columns = styles, through the ONNX Runtime engine")
+    s.add_argument("photos", nargs="+")
+    s.add_argument("--out", required=True, help="PNG to write")
+    s.add_argument("--model", default="")
+    s.add_argument("--cell-width", type=int, default=320)
+    s.add_argument("--cell-height", type=int, default=184)
+    s.add_argument("--attention", action="store_true", help="add each style's attention map as a column")
+    s.add_argument("--threads", type=int, default=0)
+    s.set_defaults(func=cmd_contact_sheet)
 
     s = sub.add_parser("bench", help="measure the pipeline on the demo source")
     s.add_argument("--source", default="demo")

@@ -46,3 +46,17 @@ def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()
     out = _cli("export", str(tmp_path / "nope.pt"), str(tmp_path / "m2.onnx"))
     assert out.returncode == 1 and "cannot load generator" in out.stderr
+
+
+def test_contact_sheet(tiny_model: Path, tmp_path: Path) -> None:
+    photos = []
+    for i in range(2):
+        p = tmp_path / f"p{i}.png"
+        cv2.imwrite(str(p), np.random.default_rng(i).integers(0, 256, (90 + i * 40, 120, 3), dtype=np.uint8))
+        photos.append(str(p))
+    out = _cli("contact-sheet", *photos, "--out", str(tmp_path / "sheet.png"), "--model", str(tiny_model), "--cell-width", "64", "--cell-height", "48", "--attention")
+    assert out.returncode == 0, out.stderr
+    sheet = cv2.imread(str(tmp_path / "sheet.png"))
+    assert sheet.shape == (28 + 2 * 48, 64 * (1 + 2 * 2), 3)  # header + 2 rows; input + 2 styles × (output, attention)
+    out = _cli("contact-sheet", str(tmp_path / "missing.png"), "--out", str(tmp_path / "s2.png"), "--model", str(tiny_model))
+    assert out.returncode == 1 and "cannot read image" in out.stderr
