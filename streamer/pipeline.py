@@ -94,8 +94,11 @@ class Pipeline:
             self.errors.append(e)
             self.stop_event.set()
         finally:
-            self.frames.close() if name == "capture" else None
-            self.results.close() if name == "infer" else None
+            # Wake the downstream stage: it sees MailboxClosed once the mailbox is empty.
+            if name == "capture":
+                self.frames.close()
+            elif name == "infer":
+                self.results.close()
 
     def stop(self) -> None:
         self.stop_event.set()
@@ -198,7 +201,7 @@ class Pipeline:
         t2 = time.perf_counter()
         self.stats.record(FrameTiming(cap.capture_ms, item.infer_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (time.monotonic() - cap.t_mono) * 1000, time.monotonic()))
         self.first_published.set()
-        if self.cfg.max_frames and self.stats.counters.get("published", 0) >= self.cfg.max_frames:
+        if self.cfg.max_frames and self.stats.counter("published") >= self.cfg.max_frames:
             self.stop_event.set()
 
     def status(self) -> dict[str, Any]:

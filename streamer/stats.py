@@ -37,6 +37,10 @@ class Stats:
         with self._lock:
             self.counters[name] = self.counters.get(name, 0) + n
 
+    def counter(self, name: str) -> int:
+        with self._lock:
+            return self.counters.get(name, 0)
+
     def set_status(self, **kv: Any) -> None:
         with self._lock:
             self.status.update(kv)
