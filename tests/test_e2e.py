@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import zmq
@@ -63,15 +64,16 @@ def test_serve_end_to_end(daemon: tuple[subprocess.Popen[str], str, str]) -> Non
         # frames, overlays and stats all arrive
         seen: dict[str, dict] = {}  # type: ignore[type-arg]
         deadline = time.monotonic() + 60
-        while len(seen) < 4 and time.monotonic() < deadline:
+        while (len(seen) < 4 or "stage_ms" not in seen[wire.TOPIC_STATS]) and time.monotonic() < deadline:
             msg = sub.recv(1.0)
             if msg is not None:
-                seen.setdefault(msg.topic, msg.header)
+                seen[msg.topic] = msg.header  # the latest of each; stats carry timings once frames flowed
             assert proc.poll() is None, "daemon exited early"
         assert set(seen) == {wire.TOPIC_STYLISED, wire.TOPIC_OVERLAY, wire.TOPIC_STATS, wire.TOPIC_STATE}
         assert seen[wire.TOPIC_STYLISED]["shape"] == [184, 320, 3]
         assert seen[wire.TOPIC_STATS]["fps"] >= 0 and "stage_ms" in seen[wire.TOPIC_STATS]
         assert seen[wire.TOPIC_STYLISED]["style"][styles[0]] == 1.0
+        assert seen[wire.TOPIC_STATE]["styles"] == styles
 
         # switching the style changes the output, beyond what the demo's motion changes
         before = frames_of(sub, wire.TOPIC_STYLISED, 6)
@@ -94,6 +96,16 @@ def test_serve_end_to_end(daemon: tuple[subprocess.Popen[str], str, str]) -> Non
         more = frames_of(sub, wire.TOPIC_STYLISED, 3)
         assert more[-1][0].seq > last_seq
         assert request(ctl, {"cmd": "status"})["status"]["counters"]["control_errors"] >= 5
+
+    # `stylecast view --out` records what a person would watch
+    out_mp4 = Path(os.environ.get("PYTEST_TMP", "/tmp")) / f"view_{os.getpid()}.mp4"
+    r = subprocess.run([sys.executable, "-m", "streamer", "view", "--endpoint", pub, "--topic", "overlay", "--out", str(out_mp4), "--frames", "5"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    cap = cv2.VideoCapture(str(out_mp4))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 5 and int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)) == 320
+    cap.release()
+    out_mp4.unlink()
 
     # SIGTERM: clean exit 0 within a few seconds
     t0 = time.monotonic()
