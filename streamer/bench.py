@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,3 +83,33 @@ def format_table(r: dict[str, Any]) -> str:
         f"drops (capture/infer) {r['drops']['capture']} / {r['drops']['infer']}",
     ]
     return "\n".join(lines)
+
+
+def compare_models(models: dict[str, Path], size: tuple[int, int], iters: int = 30, threads: int = 0) -> dict[str, Any]:
+    """Engine-only latency of several ONNX models on the same demo frames, interleaved so that
+    machine noise hits all of them alike. Returns median/p90 ms per model and each model's
+    speed-up over the slowest."""
+    from contextlib import ExitStack
+
+    import engines
+    from streamer.sources import DemoSource
+
+    with DemoSource(size, fps=240) as demo:
+        frames = [demo._render(t * 0.2) for t in range(8)]
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with ExitStack() as stack:
+        engs = {k: stack.enter_context(engines.create_engine("onnxruntime", p, threads=threads)) for k, p in models.items()}
+        weights = {k: np.eye(e.model.num_styles, dtype=np.float32)[0] for k, e in engs.items()}
+        for i in range(iters + 3):
+            for k, e in engs.items():
+                t0 = time.perf_counter()
+                e.infer(frames[i % len(frames)], weights[k], 1.0)
+                if i >= 3:  # warm-up
+                    times[k].append((time.perf_counter() - t0) * 1000)
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    slowest = max(med.values())
+    return {
+        "size": list(size), "iters": iters,
+        "models": {k: {"path": str(models[k]), "median_ms": round(med[k], 2), "p90_ms": round(float(np.percentile(times[k], 90)), 2),
+                       "fps": round(1000 / med[k], 1), "speedup_vs_slowest": round(slowest / med[k], 2)} for k in models},
+    }

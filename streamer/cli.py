@@ -153,6 +153,18 @@ def cmd_bench(a: argparse.Namespace) -> int:
     cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps))
     result = run_bench(cfg, a.seconds, a.warmup)
     print(format_table(result))
+    if a.compare_baseline:
+        import tempfile
+
+        from streamer.bench import compare_models
+        from training.baseline import export_baseline  # needs the train extra (torch)
+
+        with tempfile.TemporaryDirectory() as tmp:
+            base = export_baseline(Path(tmp) / "transformer_net.onnx")
+            cmp = compare_models({"default": cfg.model_path, "transformer_net": base}, cfg.size, a.iters, cfg.threads)
+        result["compare_baseline"] = cmp
+        for name, m in cmp["models"].items():
+            print(f"{name:<16} {m['median_ms']:>8.1f} ms median  {m['fps']:>6.1f} fps  x{m['speedup_vs_slowest']} vs slowest")
     if a.json:
         Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
     return EXIT_OK
@@ -251,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seconds", type=float, default=10.0)
     s.add_argument("--warmup", type=float, default=2.0)
     s.add_argument("--json", help="also write the results as JSON here")
+    s.add_argument("--compare-baseline", action="store_true", help="also time a Johnson TransformerNet exported the same way (needs torch)")
+    s.add_argument("--iters", type=int, default=30, help="frames per model for --compare-baseline")
     s.set_defaults(func=cmd_bench)
 
     s = sub.add_parser("train", help="train a generator (needs the 'train' extra: torch)")

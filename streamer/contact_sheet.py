@@ -4,6 +4,7 @@ engine the daemon uses (so it shows what users get, not what PyTorch computes)."
 from __future__ import annotations
 
 from pathlib import Path
+from typing import cast
 
 import cv2
 import numpy as np
@@ -44,7 +45,7 @@ def contact_sheet(engine: BaseEngine, photos: list[Path], out: Path, cell: tuple
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise ContactSheetError(f"cannot read image {p}")
-        frame = _cell(img, *cell)
+        frame = _cell(cast(U8, img), *cell)
         cells = [frame]
         for i in range(len(styles)):
             w = np.zeros(len(styles), np.float32)
@@ -52,7 +53,7 @@ def contact_sheet(engine: BaseEngine, photos: list[Path], out: Path, cell: tuple
             res = engine.infer(frame, w, 1.0)
             cells.append(res.output.copy())
             if attention:
-                cells.append(cv2.applyColorMap(res.attention, cv2.COLORMAP_TURBO))
+                cells.append(cast(U8, cv2.applyColorMap(res.attention, cv2.COLORMAP_TURBO)))
         rows.append(np.hstack(cells))
     sheet = np.vstack(rows)
     if not cv2.imwrite(str(out), sheet):

@@ -18,7 +18,6 @@ from streamer.client import Subscriber
 from streamer.config import ServeConfig
 from streamer.daemon import build_pipeline
 
-
 STALLED = """
 import sys, time, zmq
 s = zmq.Context().socket(zmq.SUB)

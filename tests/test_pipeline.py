@@ -124,3 +124,11 @@ def test_bench_reports_every_figure(tiny_model: Path) -> None:
     r = run_bench(_cfg(tiny_model), seconds=1.0, warmup=0.3)
     assert set(r["stage_ms"]) == {"capture", "infer", "render", "publish"}
     assert r["frames"] > 1 and r["fps"] > 0 and r["latency_ms"]["p95"] >= r["latency_ms"]["p50"] > 0
+
+
+def test_compare_models_reports_each(tiny_model: Path) -> None:
+    from streamer.bench import compare_models
+
+    r = compare_models({"a": tiny_model, "b": tiny_model}, (96, 64), iters=3)
+    assert set(r["models"]) == {"a", "b"}
+    assert all(m["median_ms"] > 0 and m["speedup_vs_slowest"] >= 1.0 for m in r["models"].values())

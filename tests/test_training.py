@@ -140,3 +140,19 @@ def test_efficientnet_lite0_backbone_when_installed() -> None:
     assert {k: tuple(v.shape[1:]) for k, v in out.items()} == {
         "stem": (32, 32, 32), "stage1": (16, 32, 32), "stage2": (24, 16, 16), "stage3": (40, 8, 8), "stage4": (80, 4, 4)}
     assert all(not p.requires_grad for p in bb.parameters())
+
+
+def test_baseline_is_the_johnson_architecture_and_exports(tmp_path: Path) -> None:
+    from training.baseline import TransformerNet, count_macs, count_params, export_baseline
+
+    net = TransformerNet()
+    assert count_params(net) == 1_679_235  # pytorch/examples' TransformerNet
+    w1 = torch.ones(1, 1)
+    assert count_macs(net, torch.zeros(1, 3, 360, 640), w1) == pytest.approx(35.43e9, rel=1e-3)
+    g = Generator(GeneratorSpec(num_styles=4))
+    assert count_macs(g, torch.zeros(1, 3, 360, 640), torch.eye(4)[:1]) < count_macs(net, torch.zeros(1, 3, 360, 640), w1) / 10
+    path = export_baseline(tmp_path / "b.onnx")
+    import engines
+
+    with engines.create_engine("onnxruntime", path, threads=1) as e:
+        assert e.infer(np.zeros((32, 48, 3), np.uint8), np.ones(1, np.float32), 1.0).output.shape == (32, 48, 3)

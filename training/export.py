@@ -68,11 +68,13 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
-def export_onnx(g: Generator, path: Path, sample_hw: tuple[int, int] = (64, 96)) -> None:
-    """Trace ``FramePipeline(g)`` to ONNX at ``path`` with dynamic H, W (TorchScript exporter)."""
+def export_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
+    """Trace ``FramePipeline(g)`` to ONNX at ``path`` with dynamic H, W (TorchScript exporter).
+
+    ``g`` maps (RGB [N,3,H,W] in [0,1], style [N,S]) → (stylised, attention), like ``Generator``."""
     h, w = sample_hw
     frame = torch.zeros(1, h, w, 3, dtype=torch.uint8)
-    style = torch.zeros(1, g.spec.num_styles)
+    style = torch.zeros(1, num_styles)
     style[0, 0] = 1.0
     strength = torch.ones(1)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -85,12 +87,12 @@ def export_onnx(g: Generator, path: Path, sample_hw: tuple[int, int] = (64, 96))
         )
 
 
-def sidecar(onnx_path: Path, spec: GeneratorSpec, styles: list[str], extra: dict[str, Any]) -> dict[str, Any]:
+def sidecar(onnx_path: Path, arch: dict[str, Any], styles: list[str], extra: dict[str, Any]) -> dict[str, Any]:
     """The model's metadata; written beside the ONNX as ``<name>.json``."""
     return {
         "format": MODEL_FORMAT, "format_version": MODEL_FORMAT_VERSION,
         "onnx": onnx_path.name, "onnx_sha256": sha256_file(onnx_path),
-        "styles": styles, "size_multiple": SIZE_MULTIPLE, "generator": spec.to_dict(),
+        "styles": styles, "size_multiple": SIZE_MULTIPLE, "generator": arch,
         "inputs": {"frame": ["uint8", [1, "H", "W", 3], "BGR"], "style": ["float32", [1, len(styles)]], "strength": ["float32", [1]]},
         "outputs": {"output": ["uint8", [1, "H", "W", 3], "BGR"], "attention": ["uint8", [1, "H", "W", 1]]},
         **extra,
@@ -111,8 +113,8 @@ def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path
     """Write ``out`` (.onnx), its sidecar ``out.with_suffix('.json')`` and the generator weights
     ``*.generator.pt``; returns the ONNX path."""
     g, styles, config = load_generator(checkpoint, use_ema)
-    export_onnx(g, out)
-    meta = sidecar(out, g.spec, styles, {"trained_steps": config.get("steps"), "training_config": config})
+    export_onnx(g, out, len(styles))
+    meta = sidecar(out, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     save_generator(g, styles, generator_weights_path(out))  # for `stylecast explain`
     log.info("exported %s (%d styles: %s)", out, len(styles), ", ".join(styles))
