@@ -49,6 +49,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--encoding", default=d.encoding, help="raw | jpeg")
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
     p.add_argument("--max-frames", type=int, default=d.max_frames, help="stop after this many frames (0 = run until stopped)")
+    p.add_argument("--source-timeout", type=float, default=d.source_timeout, help="open/read timeout of network sources, s")
 
 
 def _serve_config(a: argparse.Namespace) -> Any:

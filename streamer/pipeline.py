@@ -28,11 +28,14 @@ from streamer.controls import ControlError, ControlState
 from streamer.mailbox import Mailbox, MailboxClosed
 from streamer.publisher import Publisher
 from streamer.render import attention_overlay, grade
-from streamer.sources import SourceError, open_source, parse_source
+from streamer.sources import FrameError, SourceError, open_source, parse_source
 from streamer.stats import FrameTiming, Stats
 
 log = logging.getLogger(__name__)
 U8 = npt.NDArray[np.uint8]
+
+BACKOFF_START_S = 0.2
+BACKOFF_CAP_S = 2.0  # small, so frames resume within a few seconds of a camera coming back
 
 
 @dataclass
@@ -122,17 +125,30 @@ class Pipeline:
 
     # -- capture ------------------------------------------------------------------------
     def _capture_loop(self) -> None:
+        """Open the source, read until it fails, reopen with capped exponential backoff. Reopening
+        also picks up a new resolution (OpenCV would otherwise rescale to the first size)."""
         cfg, spec = self.cfg, parse_source(self.cfg.source)
-        backoff, seq = 0.5, 0
+        backoff, seq, native = BACKOFF_START_S, 0, None
         while not self.stop_event.is_set():
             try:
                 with open_source(spec, cfg.size, cfg.fps, cfg.source_timeout) as src:
-                    self.stats.set_status(source=spec.kind, source_state="streaming")
-                    backoff = 0.5
+                    self.stats.set_status(source=spec.kind, source_state="streaming", source_error=None)
                     while not self.stop_event.is_set():
                         src.pace()
                         t0 = time.perf_counter()
-                        frame = src.read()
+                        try:
+                            frame = src.read()
+                        except FrameError as e:
+                            self.stats.count("invalid_frames")
+                            log.warning("source frame rejected: %s", e)
+                            continue
+                        backoff = BACKOFF_START_S  # a frame arrived: the source is healthy
+                        if frame.shape[:2] != native:
+                            if native is not None:
+                                self.stats.count("resolution_changes")
+                                log.info("source resolution changed from %s to %s", native, frame.shape[:2])
+                            native = frame.shape[:2]
+                            self.stats.set_status(source_size=[frame.shape[1], frame.shape[0]])
                         if (frame.shape[1], frame.shape[0]) != cfg.size:
                             frame = cast(U8, cv2.resize(frame, cfg.size, interpolation=cv2.INTER_AREA))
                         seq += 1
@@ -142,7 +158,7 @@ class Pipeline:
                 self.stats.set_status(source_state="reconnecting", source_error=str(e))
                 log.warning("source: %s; retrying in %.1f s", e, backoff)
                 self.stop_event.wait(backoff)
-                backoff = min(backoff * 2, 10.0)
+                backoff = min(backoff * 2, BACKOFF_CAP_S)
                 self.stats.count("reconnects")
 
     # -- inference ----------------------------------------------------------------------
