@@ -42,6 +42,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=d.fps, help="pacing of the demo source")
     p.add_argument("--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
     p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only)")
+    p.add_argument("--imagezmq", default=d.imagezmq, help="also publish stylised frames in imagezmq's PUB/SUB shape here (e.g. tcp://127.0.0.1:5557)")
     p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
     p.add_argument("--strength", type=float, default=d.strength)
     p.add_argument("--overlay-opacity", type=float, default=d.overlay_opacity)

@@ -37,6 +37,7 @@ class ServeConfig:
     fps: float = 30.0  # pacing of the demo source
     publish: str = "tcp://127.0.0.1:5555"  # PUB endpoint: frames, overlays, stats, state
     control: str = "tcp://127.0.0.1:5556"  # REP endpoint: control requests
+    imagezmq: str = ""  # optional PUB endpoint in imagezmq's message shape ("" = off)
     style: str = ""  # initial style name, "" = first style of the model
     strength: float = 1.0
     overlay_opacity: float = 0.5
@@ -115,6 +116,10 @@ def validate(cfg: ServeConfig) -> ServeConfig:
     _check_endpoint("control", cfg.control)
     if cfg.publish == cfg.control:
         raise ConfigError("control: must differ from publish")
+    if cfg.imagezmq:
+        _check_endpoint("imagezmq", cfg.imagezmq)
+        if cfg.imagezmq in (cfg.publish, cfg.control):
+            raise ConfigError("imagezmq: must differ from publish and control")
     if not is_loopback(cfg.control):
         raise ConfigError(f"control: {cfg.control} is not a loopback address; the control socket is only served on loopback")
     if not cfg.model_path.is_file():

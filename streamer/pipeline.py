@@ -13,6 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -25,6 +26,7 @@ from engines import BaseEngine, EngineError, InputError
 from streamer import controls, wire
 from streamer.config import ServeConfig
 from streamer.controls import ControlError, ControlState
+from streamer.imagezmq_compat import ImageZmqPublisher, describe, imagezmq_parts
 from streamer.mailbox import Mailbox, MailboxClosed
 from streamer.publisher import Publisher
 from streamer.render import attention_overlay, grade
@@ -188,14 +190,15 @@ class Pipeline:
     # -- render + publish ---------------------------------------------------------------
     def _publish_loop(self) -> None:
         cfg, next_stats, published_version = self.cfg, 0.0, -1
-        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality) as pub:
+        izmq_cm: AbstractContextManager[ImageZmqPublisher | None] = ImageZmqPublisher(self.ctx, cfg.imagezmq) if cfg.imagezmq else nullcontext()
+        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality) as pub, izmq_cm as izmq:
             while not self.stop_event.is_set():
                 try:
                     item = self.results.get(0.05)
                 except MailboxClosed:
                     return
                 if item is not None:
-                    self._publish_frame(pub, item)
+                    self._publish_frame(pub, izmq, item)
                 now = time.monotonic()
                 state, version = self.state
                 if now >= next_stats or version != published_version:
@@ -205,13 +208,17 @@ class Pipeline:
                     pub.send_meta(wire.TOPIC_STATS, self.status())
                     next_stats = now + cfg.stats_interval
 
-    def _publish_frame(self, pub: Publisher, item: Inferred) -> None:
+    def _publish_frame(self, pub: Publisher, izmq: ImageZmqPublisher | None, item: Inferred) -> None:
         cap, state = item.cap, item.state
         t0 = time.perf_counter()
         out = grade(item.output, state.grading)
         overlay = attention_overlay(out, item.attention, state.overlay_opacity) if self.cfg.publish_overlay else None
         t1 = time.perf_counter()
-        pub.send_frame(wire.TOPIC_STYLISED, out, cap.seq, cap.t_capture, state.style, state.strength)
+        payload = pub.encode_image(out)
+        pub.send_frame(wire.TOPIC_STYLISED, out, cap.seq, cap.t_capture, state.style, state.strength, payload)
+        if izmq is not None:
+            jpeg = bytes(payload) if self.cfg.encoding == "jpeg" else None
+            izmq.send(imagezmq_parts(out, describe(cap.seq, state.style), self.cfg.encoding, jpeg))
         if overlay is not None:
             pub.send_frame(wire.TOPIC_OVERLAY, overlay, cap.seq, cap.t_capture, state.style, state.strength)
         t2 = time.perf_counter()

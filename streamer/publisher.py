@@ -56,11 +56,13 @@ class Publisher:
             return buf.tobytes()
         return memoryview(np.ascontiguousarray(image).data).cast("B")
 
-    def send_frame(self, topic: str, image: U8, seq: int, t_capture: float, style: dict[str, float], strength: float) -> None:
-        """Publish [H,W,3] uint8 BGR ``image`` (not kept after return)."""
+    def send_frame(self, topic: str, image: U8, seq: int, t_capture: float, style: dict[str, float], strength: float,
+                   payload: bytes | memoryview | None = None) -> None:
+        """Publish [H,W,3] uint8 BGR ``image`` (not kept after return). ``payload``: the image
+        already encoded with ``encode_image`` (to share one JPEG encode between endpoints)."""
         h = wire.FrameHeader(seq=seq, t_capture=t_capture, t_publish=time.time(), shape=(image.shape[0], image.shape[1], image.shape[2]),
                              encoding=self.encoding, style=style, strength=strength)
-        self._send(wire.encode_frame(topic, h, self.encode_image(image)))
+        self._send(wire.encode_frame(topic, h, self.encode_image(image) if payload is None else payload))
 
     def send_meta(self, topic: str, body: dict[str, Any]) -> None:
         self._send(wire.encode_meta(topic, body))
