@@ -42,6 +42,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=d.fps, help="pacing of the demo source")
     p.add_argument("--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
     p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only)")
+    p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="folder for snapshots taken with 'stylecast ctl snapshot'")
     p.add_argument("--imagezmq", default=d.imagezmq, help="also publish stylised frames in imagezmq's PUB/SUB shape here (e.g. tcp://127.0.0.1:5557)")
     p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
     p.add_argument("--strength", type=float, default=d.strength)
@@ -107,14 +108,22 @@ def _parse_mix(text: str) -> str | dict[str, float]:
 def cmd_ctl(a: argparse.Namespace) -> int:
     from streamer.client import request
 
-    if a.action == "status":
+    action = a.action
+    if action == "status":
         req: dict[str, Any] = {"cmd": "status"}
-    elif a.action == "style":
+    elif action == "style":
         req = {"cmd": "set_style", "style": _parse_mix(a.value)}
-    elif a.action == "strength":
+    elif action == "strength":
         req = {"cmd": "set_strength", "value": float(a.value)}
-    else:  # overlay
+    elif action == "overlay":
         req = {"cmd": "set_overlay", "opacity": float(a.value)}
+    elif action == "mode":
+        req = {"cmd": "set_mode", "mode": a.value}
+    elif action == "grading":  # brightness=0.1,contrast=1.2,saturation=0.8
+        mix = _parse_mix(a.value)
+        req = {"cmd": "set_grading", **(mix if isinstance(mix, dict) else {})}
+    else:  # snapshot
+        req = {"cmd": "snapshot", **({"name": a.value} if a.value else {})}
     reply = request(a.endpoint, req, a.timeout)
     print(json.dumps(reply, indent=2))
     return EXIT_OK if reply.get("ok") else EXIT_FAIL
@@ -230,8 +239,9 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ctl", help="send a control request")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     s.add_argument("--timeout", type=float, default=3.0)
-    s.add_argument("action", choices=["status", "style", "strength", "overlay"])
-    s.add_argument("value", nargs="?", default="", help="style name or mix a=0.5,b=0.5; strength 0–1; overlay opacity 0–1")
+    s.add_argument("action", choices=["status", "style", "strength", "overlay", "mode", "grading", "snapshot"])
+    s.add_argument("value", nargs="?", default="", help="style: name or mix a=0.5,b=0.5 | strength: 0–1 | overlay: opacity 0–1 | "
+                   "mode: stylised, side_by_side, attention | grading: brightness=0.1,contrast=1.2,saturation=0.8 | snapshot: optional file name")
     s.set_defaults(func=cmd_ctl)
 
     s = sub.add_parser("stylize", help="stylise an image or video file offline")

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from streamer.render import Grading
+from streamer.render import OUTPUT_MODES, Grading, OutputMode
 
 MAX_REQUEST_BYTES = 4096
 MAX_DEPTH = 4
@@ -29,6 +30,7 @@ class ControlState:
     strength: float = 1.0
     grading: Grading = field(default_factory=Grading)
     overlay_opacity: float = 0.5
+    mode: OutputMode = "stylised"
 
     def weights(self, names: tuple[str, ...]) -> list[float]:
         return [self.style.get(n, 0.0) for n in names]
@@ -36,7 +38,7 @@ class ControlState:
     def to_json(self) -> dict[str, Any]:
         g = self.grading
         return {
-            "style": self.style, "strength": self.strength, "overlay_opacity": self.overlay_opacity,
+            "style": self.style, "strength": self.strength, "overlay_opacity": self.overlay_opacity, "mode": self.mode,
             "grading": {"brightness": g.brightness, "contrast": g.contrast, "saturation": g.saturation},
         }
 
@@ -117,6 +119,8 @@ _ALLOWED = {
     "set_strength": {"value"},
     "set_grading": {"brightness", "contrast", "saturation"},
     "set_overlay": {"opacity"},
+    "set_mode": {"mode"},
+    "snapshot": {"name"},
 }
 
 
@@ -143,12 +147,32 @@ def apply_request(state: ControlState, req: dict[str, Any], styles: tuple[str, .
         ))
     if cmd == "set_overlay":
         return replace(state, overlay_opacity=_number(req.get("opacity"), "opacity", 0.0, 1.0))
+    if cmd == "set_mode":
+        mode = req.get("mode")
+        if mode not in OUTPUT_MODES:
+            raise ControlError(f"'mode' must be one of {list(OUTPUT_MODES)}, got {mode!r}")
+        return replace(state, mode=mode)
+    if cmd == "snapshot":
+        snapshot_name(req)  # validated here; written by the pipeline, which owns the frames
     return state
+
+
+_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\.(png|jpg)$")
+
+
+def snapshot_name(req: dict[str, Any]) -> str | None:
+    """The requested file name (no directories: snapshots only go to the configured folder)."""
+    name = req.get("name")
+    if name is None:
+        return None
+    if not isinstance(name, str) or not _SNAPSHOT_NAME.match(name) or name.startswith("."):
+        raise ControlError("'name' must be a plain file name ending in .png or .jpg (letters, digits, _ . -)")
+    return name
 
 
 def reply_error(message: str) -> bytes:
     return json.dumps({"ok": False, "error": message}).encode()
 
 
-def reply_ok(state: ControlState, status: dict[str, Any]) -> bytes:
-    return json.dumps({"ok": True, "state": state.to_json(), "status": status}, allow_nan=False).encode()
+def reply_ok(state: ControlState, status: dict[str, Any], extra: dict[str, Any] | None = None) -> bytes:
+    return json.dumps({"ok": True, "state": state.to_json(), "status": status, **(extra or {})}, allow_nan=False).encode()

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import cv2
@@ -29,7 +30,7 @@ from streamer.controls import ControlError, ControlState
 from streamer.imagezmq_compat import ImageZmqPublisher, describe, imagezmq_parts
 from streamer.mailbox import Mailbox, MailboxClosed
 from streamer.publisher import Publisher
-from streamer.render import attention_overlay, grade
+from streamer.render import attention_overlay, compose, grade
 from streamer.sources import FrameError, SourceError, open_source, parse_source
 from streamer.stats import FrameTiming, Stats
 
@@ -72,6 +73,7 @@ class Pipeline:
         self._state_version = 0
         self.errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
+        self._last_published: tuple[int, U8] | None = None
 
     # -- state shared with the control thread ------------------------------------------
     @property
@@ -211,8 +213,10 @@ class Pipeline:
     def _publish_frame(self, pub: Publisher, izmq: ImageZmqPublisher | None, item: Inferred) -> None:
         cap, state = item.cap, item.state
         t0 = time.perf_counter()
-        out = grade(item.output, state.grading)
-        overlay = attention_overlay(out, item.attention, state.overlay_opacity) if self.cfg.publish_overlay else None
+        graded = grade(item.output, state.grading)
+        out = compose(state.mode, cap.frame, graded, item.attention)
+        overlay = attention_overlay(graded, item.attention, state.overlay_opacity) if self.cfg.publish_overlay else None
+        self._last_published = (cap.seq, out)  # one reference swap: read by snapshot requests
         t1 = time.perf_counter()
         payload = pub.encode_image(out)
         pub.send_frame(wire.TOPIC_STYLISED, out, cap.seq, cap.t_capture, state.style, state.strength, payload)
@@ -249,15 +253,33 @@ class Pipeline:
         finally:
             sock.close(0)
 
+    def snapshot(self, name: str | None) -> Path:
+        """Write the last published ``frame.stylised`` image to ``cfg.snapshot_dir``; returns its path."""
+        last = self._last_published
+        if last is None:
+            raise ControlError("no frame has been published yet")
+        seq, image = last
+        folder = Path(self.cfg.snapshot_dir)
+        path = folder / (name or f"stylecast_{seq:08d}.png")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            ok = cv2.imwrite(str(path), image)
+        except (OSError, cv2.error) as e:
+            raise ControlError(f"cannot write snapshot {path}: {e}") from e
+        if not ok:
+            raise ControlError(f"cannot write snapshot {path}")
+        return path.resolve()
+
     def handle_request(self, raw: bytes) -> bytes:
         """One reply for one request; never raises for a bad request."""
         try:
             req = controls.parse_request(raw)
             state, _ = self.state
             new = controls.apply_request(state, req, self.styles)
+            extra = {"snapshot": str(self.snapshot(controls.snapshot_name(req)))} if req["cmd"] == "snapshot" else None
             self._set_state(new)
             self.stats.count("control_ok")
-            return controls.reply_ok(new, self.status())
+            return controls.reply_ok(new, self.status(), extra)
         except ControlError as e:
             self.stats.count("control_errors")
             return controls.reply_error(str(e))

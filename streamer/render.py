@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
+from typing import Literal, cast
 
 import cv2
 import numpy as np
@@ -38,6 +38,20 @@ def grade(frame: U8, g: Grading) -> U8:
         # y = c·x + (1−c)·128 + 255·b, done by OpenCV's saturating uint8 arithmetic.
         out = cast(U8, cv2.convertScaleAbs(out, alpha=g.contrast, beta=(1.0 - g.contrast) * 128.0 + 255.0 * g.brightness))
     return out
+
+
+OutputMode = Literal["stylised", "side_by_side", "attention"]
+OUTPUT_MODES: tuple[str, ...] = ("stylised", "side_by_side", "attention")
+
+
+def compose(mode: OutputMode, frame: U8, output: U8, attention: npt.NDArray[np.uint8]) -> U8:
+    """What the ``frame.stylised`` topic carries: the stylised frame, input|output side by side
+    ([H, 2W, 3]), or the colour-mapped attention alone. Returns ``output`` itself for ``stylised``."""
+    if mode == "side_by_side":
+        return np.hstack([frame, output])
+    if mode == "attention":
+        return cast(U8, cv2.applyColorMap(attention, cv2.COLORMAP_TURBO))
+    return output
 
 
 def attention_overlay(frame: U8, attention: npt.NDArray[np.uint8], opacity: float) -> U8:

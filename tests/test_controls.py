@@ -80,3 +80,14 @@ def test_replies_are_json() -> None:
     assert ok["ok"] is True and ok["state"]["style"]["wave"] == 1.0
     err = json.loads(controls.reply_error("bad"))
     assert err == {"ok": False, "error": "bad"}
+
+
+def test_mode_and_snapshot_requests() -> None:
+    assert apply({"cmd": "set_mode", "mode": "side_by_side"}).mode == "side_by_side"
+    with pytest.raises(ControlError, match="'mode' must be one of"):
+        apply({"cmd": "set_mode", "mode": "fancy"})
+    assert controls.snapshot_name({"cmd": "snapshot", "name": "a_1.png"}) == "a_1.png"
+    assert controls.snapshot_name({"cmd": "snapshot"}) is None
+    for bad in ("../etc/passwd.png", "/tmp/x.png", ".hidden.png", "x.exe", 5, "a" * 80 + ".png"):
+        with pytest.raises(ControlError, match="plain file name"):
+            apply({"cmd": "snapshot", "name": bad})

@@ -132,3 +132,38 @@ def test_compare_models_reports_each(tiny_model: Path) -> None:
     r = compare_models({"a": tiny_model, "b": tiny_model}, (96, 64), iters=3)
     assert set(r["models"]) == {"a", "b"}
     assert all(m["median_ms"] > 0 and m["speedup_vs_slowest"] >= 1.0 for m in r["models"].values())
+
+
+def test_output_modes_and_snapshot(tiny_model: Path, tmp_path: Path) -> None:
+    import json
+
+    import cv2
+
+    from streamer.client import request
+
+    cfg = _cfg(tiny_model, snapshot_dir=str(tmp_path / "snaps"))
+    pipe = build_pipeline(cfg)
+    t = threading.Thread(target=pipe.run)
+    t.start()
+    try:
+        assert pipe.first_published.wait(60)
+        with Subscriber(cfg.publish, topics=["frame.stylised\x00"]) as sub:
+            assert request(cfg.control, {"cmd": "set_mode", "mode": "side_by_side"})["ok"]
+            shapes = set()
+            for _ in range(40):
+                msg = sub.recv(5)
+                assert msg is not None and msg.image is not None
+                shapes.add(msg.image.shape)
+                if msg.image.shape == (64, 192, 3):
+                    break
+            assert (64, 192, 3) in shapes  # input | output
+            reply = request(cfg.control, {"cmd": "snapshot", "name": "snap.png"})
+            assert reply["ok"], reply
+            assert cv2.imread(reply["snapshot"]).shape[1] in (96, 192)
+            assert request(cfg.control, {"cmd": "set_mode", "mode": "attention"})["state"]["mode"] == "attention"
+            bad = request(cfg.control, json.dumps({"cmd": "snapshot", "name": "../x.png"}).encode())
+            assert bad["ok"] is False
+    finally:
+        pipe.stop()
+        t.join(30)
+    assert (tmp_path / "snaps" / "snap.png").is_file()
