@@ -89,6 +89,16 @@ def cmd_view(a: argparse.Namespace) -> int:
     from streamer.wire import TOPIC_OVERLAY, TOPIC_STYLISED
 
     topic = TOPIC_OVERLAY if a.topic == "overlay" else TOPIC_STYLISED
+    if a.http:
+        from streamer.http_view import serve_http
+
+        host, _, port = a.http.rpartition(":")
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        print(f"stylecast: viewer on http://{host or '127.0.0.1'}:{port}/ (MJPEG at /stream.mjpg)", file=sys.stderr, flush=True)
+        serve_http(host or "127.0.0.1", int(port), a.endpoint, a.control, topic, stop)
+        return EXIT_OK
     n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout)
     print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
     return EXIT_OK
@@ -234,6 +244,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", help="write frames to this .mp4 (mp4v) or .avi (MJPG) instead of a window")
     s.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = until closed)")
     s.add_argument("--timeout", type=float, default=10.0, help="give up if no frame arrives for this many s")
+    s.add_argument("--http", help="serve the stream as MJPEG + a control page on HOST:PORT (e.g. 127.0.0.1:8080)")
+    s.add_argument("--control", default="tcp://127.0.0.1:5556", help="control endpoint the --http page talks to")
     s.set_defaults(func=cmd_view)
 
     s = sub.add_parser("ctl", help="send a control request")
