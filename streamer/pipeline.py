@@ -74,6 +74,7 @@ class Pipeline:
         self.errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
         self._last_published: tuple[int, U8] | None = None
+        self._last_capture = 0.0  # monotonic s of the newest captured frame
 
     # -- state shared with the control thread ------------------------------------------
     @property
@@ -156,6 +157,7 @@ class Pipeline:
                         if (frame.shape[1], frame.shape[0]) != cfg.size:
                             frame = cast(U8, cv2.resize(frame, cfg.size, interpolation=cv2.INTER_AREA))
                         seq += 1
+                        self._last_capture = time.monotonic()
                         self.frames.put(Captured(seq, time.time(), time.monotonic(), frame, (time.perf_counter() - t0) * 1000))
             except SourceError as e:
                 self.stats.count("source_errors")
@@ -234,6 +236,8 @@ class Pipeline:
     def status(self) -> dict[str, Any]:
         s = self.stats.snapshot()
         s["drops"] = {"capture": self.frames.dropped, "infer": self.results.dropped}
+        if self._last_capture:
+            s["frame_age_ms"] = round((time.monotonic() - self._last_capture) * 1000, 1)  # grows while a source is away
         return s
 
     # -- control ------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ import numpy.typing as npt
 log = logging.getLogger(__name__)
 
 U8 = npt.NDArray[np.uint8]
+LOW_LATENCY_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
 SourceKind = Literal["demo", "file", "webcam", "rtsp"]
 
 
@@ -136,6 +138,9 @@ class CvSource:
             index = int(target[len("/dev/video"):]) if target.startswith("/dev/video") else int(target)
             cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
         elif kind == "rtsp":
+            # Low latency: TCP transport (no UDP loss/reorder stalls), no demuxer buffering. The
+            # user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins; OpenCV reads it at open time.
+            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", LOW_LATENCY_FFMPEG_OPTIONS)
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
