@@ -147,6 +147,10 @@ class Pipeline:
                             self.stats.count("invalid_frames")
                             log.warning("source frame rejected: %s", e)
                             continue
+                        except SourceError as e:
+                            # Report now: releasing a stalled RTSP session can itself take seconds.
+                            self.stats.set_status(source_state="reconnecting", source_error=str(e))
+                            raise
                         backoff = BACKOFF_START_S  # a frame arrived: the source is healthy
                         if frame.shape[:2] != native:
                             if native is not None:
