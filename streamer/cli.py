@@ -125,8 +125,10 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         req = {"cmd": "set_style", "style": _parse_mix(a.value)}
     elif action == "strength":
         req = {"cmd": "set_strength", "value": float(a.value)}
-    elif action == "overlay":
-        req = {"cmd": "set_overlay", "opacity": float(a.value)}
+    elif action == "overlay":  # on | off | an opacity
+        req = {"cmd": "set_overlay", "enabled": a.value != "off"}
+        if a.value not in ("on", "off"):
+            req["opacity"] = float(a.value)
     elif action == "mode":
         req = {"cmd": "set_mode", "mode": a.value}
     elif action == "grading":  # brightness=0.1,contrast=1.2,saturation=0.8
@@ -252,8 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     s.add_argument("--timeout", type=float, default=3.0)
     s.add_argument("action", choices=["status", "style", "strength", "overlay", "mode", "grading", "snapshot"])
-    s.add_argument("value", nargs="?", default="", help="style: name or mix a=0.5,b=0.5 | strength: 0–1 | overlay: opacity 0–1 | "
-                   "mode: stylised, side_by_side, attention | grading: brightness=0.1,contrast=1.2,saturation=0.8 | snapshot: optional file name")
+    s.add_argument("value", nargs="?", default="", help="style: name or mix a=0.5,b=0.5 | strength: 0–1 | "
+                   "overlay: on, off or opacity 0–1 | mode: stylised, side_by_side, attention | grading: brightness=0.1,contrast=1.2,saturation=0.8 | snapshot: optional file name")
     s.set_defaults(func=cmd_ctl)
 
     s = sub.add_parser("stylize", help="stylise an image or video file offline")

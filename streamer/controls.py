@@ -30,6 +30,7 @@ class ControlState:
     strength: float = 1.0
     grading: Grading = field(default_factory=Grading)
     overlay_opacity: float = 0.5
+    overlay_enabled: bool = True
     mode: OutputMode = "stylised"
 
     def weights(self, names: tuple[str, ...]) -> list[float]:
@@ -38,7 +39,7 @@ class ControlState:
     def to_json(self) -> dict[str, Any]:
         g = self.grading
         return {
-            "style": self.style, "strength": self.strength, "overlay_opacity": self.overlay_opacity, "mode": self.mode,
+            "style": self.style, "strength": self.strength, "overlay_opacity": self.overlay_opacity, "overlay_enabled": self.overlay_enabled, "mode": self.mode,
             "grading": {"brightness": g.brightness, "contrast": g.contrast, "saturation": g.saturation},
         }
 
@@ -118,7 +119,7 @@ _ALLOWED = {
     "set_style": {"style"},
     "set_strength": {"value"},
     "set_grading": {"brightness", "contrast", "saturation"},
-    "set_overlay": {"opacity"},
+    "set_overlay": {"opacity", "enabled"},
     "set_mode": {"mode"},
     "snapshot": {"name"},
 }
@@ -146,7 +147,10 @@ def apply_request(state: ControlState, req: dict[str, Any], styles: tuple[str, .
             saturation=_number(req.get("saturation", g.saturation), "saturation", 0.0, 3.0),
         ))
     if cmd == "set_overlay":
-        return replace(state, overlay_opacity=_number(req.get("opacity"), "opacity", 0.0, 1.0))
+        enabled = req.get("enabled", state.overlay_enabled)
+        if not isinstance(enabled, bool):
+            raise ControlError(f"'enabled' must be true or false, got {enabled!r}")
+        return replace(state, overlay_enabled=enabled, overlay_opacity=_number(req.get("opacity", state.overlay_opacity), "opacity", 0.0, 1.0))
     if cmd == "set_mode":
         mode = req.get("mode")
         if mode not in OUTPUT_MODES:

@@ -221,7 +221,7 @@ class Pipeline:
         t0 = time.perf_counter()
         graded = grade(item.output, state.grading)
         out = compose(state.mode, cap.frame, graded, item.attention)
-        overlay = attention_overlay(graded, item.attention, state.overlay_opacity) if self.cfg.publish_overlay else None
+        overlay = attention_overlay(graded, item.attention, state.overlay_opacity) if self.cfg.publish_overlay and state.overlay_enabled else None
         self._last_published = (cap.seq, out)  # one reference swap: read by snapshot requests
         t1 = time.perf_counter()
         payload = pub.encode_image(out)

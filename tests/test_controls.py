@@ -29,6 +29,10 @@ def test_set_strength_grading_overlay() -> None:
     assert apply({"cmd": "set_strength", "value": 0.25}).strength == 0.25
     assert apply({"cmd": "set_grading", "saturation": 1.5}).grading.saturation == 1.5
     assert apply({"cmd": "set_overlay", "opacity": 0.1}).overlay_opacity == 0.1
+    off = apply({"cmd": "set_overlay", "enabled": False})
+    assert off.overlay_enabled is False and off.overlay_opacity == 0.5
+    with pytest.raises(ControlError, match="'enabled' must be true or false"):
+        apply({"cmd": "set_overlay", "enabled": 1})
     assert apply({"cmd": "status", "id": 3}) == state()
 
 
