@@ -110,12 +110,15 @@ def save_generator(g: Generator, styles: list[str], path: Path) -> None:
 
 
 def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path:
-    """Write ``out`` (.onnx), its sidecar ``out.with_suffix('.json')`` and the generator weights
-    ``*.generator.pt``; returns the ONNX path."""
+    """Write ``out`` (.onnx), its sidecar ``out.with_suffix('.json')``, the generator weights
+    ``*.generator.pt`` and the mixed-precision ``*.fp16.onnx`` (TensorRT's source); returns the ONNX path."""
     g, styles, config = load_generator(checkpoint, use_ema)
     export_onnx(g, out, len(styles))
     meta = sidecar(out, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
     save_generator(g, styles, generator_weights_path(out))  # for `stylecast explain`
+    from training.fp16 import export_fp16  # the mixed-precision source of TensorRT FP16 engines
+
+    export_fp16(g, out, len(styles))
     log.info("exported %s (%d styles: %s)", out, len(styles), ", ".join(styles))
     return out
