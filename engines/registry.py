@@ -15,6 +15,7 @@ from engines.model import load_model_info
 
 BACKENDS: dict[str, str] = {
     "onnxruntime": "engines.ort:OrtEngine",
+    "tensorrt": "engines.tensorrt:TensorRTEngine",
 }
 
 

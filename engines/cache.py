@@ -1,0 +1,73 @@
+"""Where TensorRT engines live, and writing files so a crash never leaves half of one.
+
+Pure path logic plus one atomic write; imports no runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+Precision = Literal["fp16", "fp32"]
+
+
+def engine_cache_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """``$STATE_DIRECTORY/engines`` under systemd (``StateDirectory=stylecast`` gives
+    ``/var/lib/stylecast``; the first entry when it lists several), else
+    ``$XDG_CACHE_HOME/stylecast/engines``, else ``~/.cache/stylecast/engines``."""
+    env = os.environ if env is None else env
+    state = env.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / "engines"
+    xdg = env.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if xdg else (home or Path.home()) / ".cache"
+    return base / "stylecast" / "engines"
+
+
+def fp16_onnx_path(onnx_path: Path) -> Path:
+    """``model.onnx`` → ``model.fp16.onnx``, written by ``stylecast export`` (training/fp16.py)."""
+    return onnx_path.with_suffix(".fp16.onnx")
+
+
+@dataclass(frozen=True)
+class EnginePaths:
+    """The files of one cached engine: ``<model>.<precision>.plan``, its manifest
+    ``….plan.json`` and the builder's timing cache ``….timing``, side by side."""
+
+    plan: Path
+    manifest: Path
+    timing_cache: Path
+
+
+def engine_paths(cache_dir: Path, onnx_path: Path, precision: Precision) -> EnginePaths:
+    plan = cache_dir / f"{onnx_path.stem}.{precision}.plan"
+    return EnginePaths(plan, plan.with_suffix(".plan.json"), plan.with_suffix(".timing"))
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to a temporary file in ``path``'s folder, fsync, then ``os.replace``: readers
+    see the old file or the new one, never a torn one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
