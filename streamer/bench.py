@@ -66,6 +66,42 @@ def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]
     return result
 
 
+BENCH_SIZES: tuple[tuple[int, int], ...] = ((640, 360), (1280, 720), (1920, 1080))
+"""(width, height) measured by ``stylecast bench --backend tensorrt`` when no --sizes are given."""
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    """``"640x360,1280x720"`` → ``[(640, 360), (1280, 720)]`` (width, height)."""
+    from engines.trt_manifest import parse_size
+
+    return [(w, h) for h, w in (parse_size(part) for part in text.split(",") if part.strip())]
+
+
+def device_name(backend: str | None) -> str:
+    """The GPU for TensorRT (from pycuda), else the CPU."""
+    if backend == "tensorrt":
+        from engines.tensorrt import probe
+
+        return probe()[1]
+    return f"CPU {platform.processor() or platform.machine()} ({_cores()} cores)"
+
+
+def run_bench_sizes(cfg: ServeConfig, sizes: list[tuple[int, int]], seconds: float, warmup: float) -> dict[str, Any]:
+    """``run_bench`` at each (width, height): engine latency (infer stage median/p95 ms, which
+    includes the host↔device copies) and end-to-end fps, with the device name."""
+    runs = [run_bench(replace(cfg, width=w, height=h), seconds, warmup) for w, h in sizes]
+    backend = runs[0]["backend"] if runs else cfg.backend
+    return {"backend": backend, "device": device_name(backend), "model": str(cfg.model_path), "runs": runs}
+
+
+def format_sizes_table(r: dict[str, Any]) -> str:
+    lines = [f"stylecast bench: backend {r['backend']} on {r['device']}", "size        infer ms p50   p95   end-to-end fps"]
+    for run in r["runs"]:
+        w, h = run["size"]
+        lines.append(f"{w}x{h:<7} {run['stage_ms'].get('infer', float('nan')):>11.2f} {run['infer_ms_p95']:>6.2f} {run['fps']!s:>15}")
+    return "\n".join(lines)
+
+
 def _cores() -> int:
     import os
 

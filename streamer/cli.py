@@ -37,7 +37,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     d = ServeConfig()
     p.add_argument("--source", default=d.source, help="demo | video file | webcam index or /dev/videoN | rtsp:// URL")
     p.add_argument("--model", default=d.model, help="exported .onnx (sidecar .json beside it); default: the bundled model")
-    p.add_argument("--backend", default=d.backend, help="auto | onnxruntime")
+    p.add_argument("--backend", default=d.backend, help="auto | onnxruntime | tensorrt")
     p.add_argument("--threads", type=int, default=d.threads, help="inference threads (0 = one per core)")
     p.add_argument("--width", type=int, default=d.width)
     p.add_argument("--height", type=int, default=d.height)
@@ -54,6 +54,18 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
     p.add_argument("--max-frames", type=int, default=d.max_frames, help="stop after this many frames (0 = run until stopped)")
     p.add_argument("--source-timeout", type=float, default=d.source_timeout, help="open/read timeout of network sources, s")
+    _add_trt_args(p)
+
+
+def _add_trt_args(p: argparse.ArgumentParser) -> None:
+    from streamer.config import ServeConfig
+
+    d = ServeConfig()
+    p.add_argument("--engine-cache", default=d.engine_cache, help="TensorRT engine folder (default: $STATE_DIRECTORY/engines, else ~/.cache/stylecast/engines)")
+    p.add_argument("--trt-profile", default=d.trt_profile, help="TensorRT MIN:OPT:MAX frame sizes, WxH each, rounded up to multiples of 8")
+    p.add_argument("--trt-precision", default=d.trt_precision, choices=["fp16", "fp32"])
+    p.add_argument("--no-trt-rebuild", dest="trt_rebuild", action="store_false", help="fail instead of rebuilding a missing or stale engine")
+    p.add_argument("--cuda-graph", action="store_true", help="replay TensorRT's steady state as a CUDA graph")
 
 
 def _serve_config(a: argparse.Namespace) -> Any:
@@ -171,11 +183,36 @@ def cmd_contact_sheet(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_bench(a: argparse.Namespace) -> int:
-    from streamer.bench import format_table, run_bench
+def cmd_build_engine(a: argparse.Namespace) -> int:
+    from engines import load_model_info
+    from engines.tensorrt import TensorRTEngine
     from streamer.config import ServeConfig, validate
 
-    cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps))
+    cfg = validate(ServeConfig(**{k: v for k, v in vars(a).items() if k in {f.name for f in fields(ServeConfig)}}))
+    eng = TensorRTEngine(load_model_info(cfg.model_path), cfg.engine_cache, cfg.trt_profile, cfg.trt_precision, rebuild=True)
+    if a.force:
+        eng.spec.paths.manifest.unlink(missing_ok=True)  # no manifest → rebuilt on open
+    with eng:
+        print(f"engine: {eng.spec.paths.plan} ({eng.precision}, profile {eng.profile.describe()}, {eng.device_name})")
+    return EXIT_OK
+
+
+def cmd_bench(a: argparse.Namespace) -> int:
+    from streamer.bench import BENCH_SIZES, format_sizes_table, format_table, parse_sizes, run_bench, run_bench_sizes
+    from streamer.config import ServeConfig, validate
+
+    cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps,
+                               engine_cache=a.engine_cache, trt_profile=a.trt_profile, trt_precision=a.trt_precision, trt_rebuild=a.trt_rebuild,
+                               cuda_graph=a.cuda_graph))
+    sizes = parse_sizes(a.sizes) if a.sizes else (list(BENCH_SIZES) if a.backend == "tensorrt" else [])
+    if sizes:
+        for w, h in sizes:
+            validate(ServeConfig(**{**cfg.to_dict(), "width": w, "height": h}))
+        multi = run_bench_sizes(cfg, sizes, a.seconds, a.warmup)
+        print(format_sizes_table(multi))
+        if a.json:
+            Path(a.json).write_text(json.dumps(multi, indent=2) + "\n")
+        return EXIT_OK
     result = run_bench(cfg, a.seconds, a.warmup)
     print(format_table(result))
     if a.compare_baseline:
@@ -335,7 +372,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", help="also write the results as JSON here")
     s.add_argument("--compare-baseline", action="store_true", help="also time a Johnson TransformerNet exported the same way (needs torch)")
     s.add_argument("--iters", type=int, default=30, help="frames per model for --compare-baseline")
+    s.add_argument("--sizes", default="", help="WxH,WxH,…: measure each size (default with --backend tensorrt: 640x360,1280x720,1920x1080)")
+    _add_trt_args(s)
     s.set_defaults(func=cmd_bench)
+
+    s = sub.add_parser("build-engine", help="build (or verify) the cached TensorRT engine of a model (needs the 'gpu' extra and a GPU)")
+    s.add_argument("--model", default="", help="exported .onnx; the FP16 engine is built from the .fp16.onnx beside it")
+    s.add_argument("--force", action="store_true", help="rebuild even if the cached engine is valid")
+    _add_trt_args(s)
+    s.set_defaults(func=cmd_build_engine)
 
     s = sub.add_parser("train", help="train a generator (needs the 'train' extra: torch)")
     s.add_argument("--content", required=True, help="folder of photos")

@@ -12,9 +12,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-Backend = Literal["auto", "onnxruntime"]
+Backend = Literal["auto", "onnxruntime", "tensorrt"]
 Encoding = Literal["raw", "jpeg"]
-BACKENDS: tuple[str, ...] = ("auto", "onnxruntime")
+BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")
 
 
 class ConfigError(ValueError):
@@ -48,6 +48,11 @@ class ServeConfig:
     stats_interval: float = 1.0  # s between stats/state messages
     source_timeout: float = 5.0  # s, open/read timeout of network sources
     max_frames: int = 0  # stop after publishing this many frames (0 = run until stopped)
+    engine_cache: str = ""  # TensorRT plans: "" = $STATE_DIRECTORY/engines under systemd, else ~/.cache/stylecast/engines
+    trt_profile: str = "320x180:1280x720:1920x1080"  # TensorRT MIN:OPT:MAX frame sizes (WxH, rounded up to multiples of 8)
+    trt_precision: Literal["fp16", "fp32"] = "fp16"
+    trt_rebuild: bool = True  # rebuild a missing/stale TensorRT engine (False: fail with the reasons)
+    cuda_graph: bool = False  # replay TensorRT's steady state as a CUDA graph
 
     @property
     def model_path(self) -> Path:
@@ -87,6 +92,19 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
+def _check_trt(cfg: ServeConfig) -> None:
+    from engines.trt_manifest import ProfileError, parse_profile, round_up
+
+    try:
+        profile = parse_profile(cfg.trt_profile)
+    except ProfileError as e:
+        raise ConfigError(f"trt_profile: {e}") from e
+    if cfg.trt_precision not in ("fp16", "fp32"):
+        raise ConfigError(f"trt_precision: expected 'fp16' or 'fp32', got {cfg.trt_precision!r}")
+    if cfg.backend == "tensorrt" and not profile.contains(round_up(cfg.height), round_up(cfg.width)):
+        raise ConfigError(f"trt_profile: {cfg.width}x{cfg.height} is outside {cfg.trt_profile}; widen the profile or change the size")
+
+
 def validate(cfg: ServeConfig) -> ServeConfig:
     """Return ``cfg`` if every field is valid, else raise ConfigError naming the first bad one."""
     if cfg.backend not in BACKENDS:
@@ -113,6 +131,7 @@ def validate(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"source_timeout: expected 0.1–120 s, got {cfg.source_timeout}")
     if cfg.max_frames < 0:
         raise ConfigError(f"max_frames: expected >= 0, got {cfg.max_frames}")
+    _check_trt(cfg)
     _check_endpoint("publish", cfg.publish)
     _check_endpoint("control", cfg.control)
     if cfg.publish == cfg.control:

@@ -14,11 +14,38 @@ from streamer.stats import Stats
 log = logging.getLogger(__name__)
 
 
+def tensorrt_options(cfg: ServeConfig) -> dict[str, object]:
+    return {"cache_dir": cfg.engine_cache, "profile": cfg.trt_profile, "precision": cfg.trt_precision,
+            "rebuild": cfg.trt_rebuild, "cuda_graph": cfg.cuda_graph}
+
+
+def _auto_tensorrt(cfg: ServeConfig) -> tuple[bool, str]:
+    """TensorRT usable here, with a valid engine (built now, on this thread, if missing or stale)?"""
+    from engines.tensorrt import TensorRTEngine, probe
+
+    ok, why = probe()
+    if not ok:
+        return False, why
+    try:
+        with TensorRTEngine(engines.load_model_info(cfg.model_path), **tensorrt_options(cfg)) as eng:  # type: ignore[arg-type]
+            return True, f"{why}, engine {eng.spec.paths.plan}"
+    except engines.EngineError as e:
+        return False, f"TensorRT engine unavailable: {e}"
+
+
 def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:
-    """Backend name and options for ``cfg.backend``; ``auto`` explains its choice in the log."""
+    """Backend name and options for ``cfg.backend``; ``auto`` explains its choice in the log:
+    TensorRT when a GPU, TensorRT, pycuda and a valid engine are there, else ONNX Runtime (its
+    CUDA provider when installed, else CPU)."""
     if cfg.backend == "auto":
-        log.info("backend auto → onnxruntime (the only backend installed in this build)")
+        ok, why = _auto_tensorrt(cfg)
+        if ok:
+            log.info("backend auto → tensorrt (%s)", why)
+            return "tensorrt", tensorrt_options(cfg)
+        log.info("backend auto → onnxruntime, CUDA provider if installed else CPU (tensorrt not used: %s)", why)
         return "onnxruntime", {"threads": cfg.threads, "provider": "auto"}
+    if cfg.backend == "tensorrt":
+        return "tensorrt", tensorrt_options(cfg)
     return cfg.backend, {"threads": cfg.threads}
 
 
