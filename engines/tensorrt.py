@@ -173,7 +173,7 @@ class TensorRTEngine(BaseEngine):
         if not self.profile.contains(h, w):
             lo, hi = self.profile.min, self.profile.max
             raise InputError(f"frame: padded size {w}x{h} is outside the engine's profile {lo[1]}x{lo[0]} .. {hi[1]}x{hi[0]}; "
-                             f"resize the frames or rebuild with a wider profile (stylecast build-engine --profile)")
+                             f"resize the frames or rebuild with a wider profile (--trt-profile)")
         assert self._context is not None
         if not self._context.set_input_shape("frame", (1, h, w, 3)):
             raise InputError(f"frame: TensorRT rejected input shape [1, {h}, {w}, 3]")

@@ -130,6 +130,20 @@ def make_manifest(onnx_sha256: str, facts: GpuFacts, precision: Precision, profi
     }
 
 
+def io_matches(actual: Any, expected: IoSpec) -> bool:
+    """Same tensors, modes, dtypes and ranks; a dimension matches if equal or either is -1
+    (TensorRT may or may not resolve an output's batch axis to 1 when the ONNX leaves it symbolic)."""
+    if not isinstance(actual, dict) or set(actual) != set(expected):
+        return False
+    for name, (mode, dtype, shape) in expected.items():
+        a = actual[name]
+        if not isinstance(a, list | tuple) or len(a) != 3 or a[0] != mode or a[1] != dtype or len(a[2]) != len(shape):
+            return False
+        if any(x != y and -1 not in (x, y) for x, y in zip(a[2], shape, strict=True)):
+            return False
+    return True
+
+
 COMPARED = ("format", "format_version", "onnx_sha256", "trt_version", "gpu_name", "compute_capability", "precision", "profile", "io", "styles")
 
 
@@ -137,7 +151,9 @@ def compare_manifest(expected: dict[str, Any], actual: dict[str, Any]) -> list[s
     """Every way ``actual`` (read from disk) differs from ``expected``; empty means usable."""
     reasons = []
     for key in COMPARED:
-        if _norm(actual.get(key)) != _norm(expected.get(key)):
+        if key == "io" and io_matches(actual.get(key), expected[key]):
+            continue
+        if key == "io" or _norm(actual.get(key)) != _norm(expected.get(key)):
             reasons.append(f"{key}: engine has {actual.get(key)!r}, need {expected.get(key)!r}")
     return reasons
 

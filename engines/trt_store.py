@@ -20,7 +20,7 @@ from engines.cache import EnginePaths, Precision, atomic_write, engine_paths, fp
 from engines.errors import EngineError, ModelError
 from engines.model import ModelInfo
 from engines.trt_build import build_plan, engine_io
-from engines.trt_manifest import GpuFacts, Profile, compare_manifest, expected_io, make_manifest, manifest_json, read_manifest
+from engines.trt_manifest import GpuFacts, Profile, compare_manifest, expected_io, io_matches, make_manifest, manifest_json, read_manifest
 
 if TYPE_CHECKING:
     import tensorrt as trt
@@ -93,7 +93,7 @@ def load_or_build(runtime: trt.Runtime, spec: EngineSpec, facts: GpuFacts, rebui
         engine = deserialize(runtime, plan)
         if engine is None:
             reasons = [f"deserialize_cuda_engine returned None for {paths.plan}"]
-        elif engine_io(engine) != expected["io"]:
+        elif not io_matches(engine_io(engine), expected["io"]):
             reasons = [f"engine I/O {engine_io(engine)} differs from {expected['io']}"]
         else:
             log.info("reusing TensorRT engine %s (%s, %s)", paths.plan, spec.precision, spec.profile.describe())
@@ -111,10 +111,10 @@ def _build_and_store(runtime: trt.Runtime, spec: EngineSpec, paths: EnginePaths,
     if engine is None:
         raise EngineError(f"TensorRT could not deserialize the engine it just built from {spec.source_onnx()}")
     actual_io = engine_io(engine)
-    if actual_io != expected["io"]:
+    if not io_matches(actual_io, expected["io"]):
         raise ModelError(f"{spec.source_onnx()}: engine I/O {actual_io} is not the stylecast contract {expected['io']}")
     atomic_write(paths.plan, plan)
     built = {"plan_sha256": hashlib.sha256(plan).hexdigest(), "plan_bytes": len(plan),
              "build_seconds": round(time.monotonic() - t0, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write(paths.manifest, manifest_json({**expected, **built}))  # after the plan: a crash between leaves a sha mismatch → rebuild
+    atomic_write(paths.manifest, manifest_json({**expected, "io": actual_io, **built}))  # after the plan: a crash between leaves a sha mismatch → rebuild
     return engine
