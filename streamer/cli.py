@@ -387,9 +387,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style", action="append", required=True, help="painting file or folder of one artist's works; repeat per style")
     s.add_argument("--out", help="parent folder of numbered run directories (default runs)")
     s.add_argument("--resume", help="checkpoint or run directory to continue")
+    s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("width", int), ("blocks", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("sample_every", int), ("ckpt_every", int)):
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")

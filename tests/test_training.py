@@ -156,3 +156,19 @@ def test_baseline_is_the_johnson_architecture_and_exports(tmp_path: Path) -> Non
 
     with engines.create_engine("onnxruntime", path, threads=1) as e:
         assert e.infer(np.zeros((32, 48, 3), np.uint8), np.ones(1, np.float32), 1.0).output.shape == (32, 48, 3)
+
+
+def test_distillation_from_a_teacher(tiny_run: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from training.config import TrainConfig
+    from training.train import train
+
+    base = TrainConfig.from_json(tiny_run.parent / "config.json")
+    cfg = replace(base, out=str(tmp_path / "runs"), steps=2, width=4, teacher=str(tiny_run), sample_every=2, ckpt_every=2)
+    ck = torch.load(train(cfg), weights_only=False)
+    assert ck["spec"]["width"] == 4
+    last = json.loads(next((tmp_path / "runs").glob("*/stats.jsonl")).read_text().splitlines()[-1])
+    assert last["distill"] > 0
+    with pytest.raises(ValueError, match="has styles"):
+        train(replace(cfg, styles=tuple(reversed(cfg.styles))))

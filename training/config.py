@@ -35,6 +35,8 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     resume: str | None = None
+    teacher: str | None = None  # checkpoint of a larger generator to distil into this one
+    w_distill: float = 10.0  # L1 to the teacher's blended output and attention
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:

@@ -50,6 +50,11 @@ def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: 
     return diff.sum() / (valid.sum() * out_of_warped.shape[1]).clamp_min(1.0)
 
 
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor, att_student: torch.Tensor, att_teacher: torch.Tensor) -> torch.Tensor:
+    """Match the teacher's blended output [N,3,H,W] and attention [N,1,H,W] (mean absolute error)."""
+    return (student - teacher).abs().mean() + (att_student - att_teacher).abs().mean()
+
+
 def d_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:
     """Hinge loss for the discriminator, summed over scales."""
     return sum((F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real_logits, fake_logits, strict=True)), torch.zeros(()))

@@ -91,7 +91,19 @@ class Trainer:
             opt_d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99)),
         )
         self.use_amp = self.device.type == "cuda"
+        self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
         self.fixed_x = self.content.batch(4).to(self.device)  # the sample grid's rows
+
+    def _load_teacher(self, path: str) -> Generator:
+        """The frozen teacher (EMA weights); its styles must be the student's, in order."""
+        from training.export import load_generator
+
+        t, names, _ = load_generator(Path(path))
+        mine = [s.name for s in self.styles]
+        if names != mine:
+            raise ValueError(f"teacher {path} has styles {names}; this run trains {mine} (same names, same order)")
+        log.info("distilling from %s (%d params → %d)", path, sum(p.numel() for p in t.parameters()), sum(p.numel() for p in self.state.g.parameters()))
+        return t.to(self.device).requires_grad_(False)
 
     # -- one training step, in parts ------------------------------------------------------
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -138,8 +150,13 @@ class Trainer:
                 gw, aw = st.g(xw, w)
                 y_warped, _ = warp(y, theta)
                 terms["temporal"] = losses.temporal_loss(blend(xw, gw, aw, 1.0), y_warped, valid)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    tg, ta = self.teacher(x, w)
+                    y_teacher = blend(x, tg, ta, 1.0)
+                terms["distill"] = losses.distill_loss(y, y_teacher, a, ta)
         weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
-                   "attention": cfg.w_attention, "temporal": cfg.w_temporal}
+                   "attention": cfg.w_attention, "temporal": cfg.w_temporal, "distill": cfg.w_distill}
         total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
