@@ -1,0 +1,49 @@
+"""The parts of the TensorRT serving/bench path that run without a GPU: ``auto`` falls back to
+ONNX Runtime with a reason, and the bench's size loop (what ``--backend tensorrt`` runs at
+640x360, 1280x720, 1920x1080) exercised with ONNX Runtime at small sizes."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from streamer.bench import BENCH_SIZES, format_sizes_table, parse_sizes, run_bench_sizes
+from streamer.config import ConfigError, ServeConfig, validate
+from streamer.daemon import resolve_backend
+
+
+def test_auto_without_a_usable_tensorrt_picks_onnxruntime_and_says_why(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "streamer.daemon")
+    name, options = resolve_backend(ServeConfig(model=str(tiny_model)))
+    assert name == "onnxruntime" and options["provider"] == "auto"
+    assert any("backend auto → onnxruntime" in r.message and "tensorrt not used:" in r.message for r in caplog.records)
+
+
+def test_tensorrt_options_come_from_the_config(tiny_model: Path) -> None:
+    name, options = resolve_backend(ServeConfig(model=str(tiny_model), backend="tensorrt", trt_profile="64x64:320x180:640x360", cuda_graph=True))
+    assert name == "tensorrt" and options["profile"] == "64x64:320x180:640x360" and options["cuda_graph"] is True
+
+
+def test_config_rejects_sizes_outside_the_profile(tiny_model: Path) -> None:
+    with pytest.raises(ConfigError, match="trt_profile"):
+        validate(ServeConfig(model=str(tiny_model), backend="tensorrt", width=2560, height=1440))
+    with pytest.raises(ConfigError, match="trt_profile: expected MIN:OPT:MAX"):
+        validate(ServeConfig(model=str(tiny_model), trt_profile="1280x720"))
+
+
+def test_bench_sizes_default_and_parse() -> None:
+    assert BENCH_SIZES == ((640, 360), (1280, 720), (1920, 1080))
+    assert parse_sizes("640x360, 1280x720") == [(640, 360), (1280, 720)]
+
+
+@pytest.mark.timeout(120)
+def test_bench_size_loop_runs_with_onnxruntime(tiny_model: Path) -> None:
+    cfg = ServeConfig(model=str(tiny_model), backend="onnxruntime", threads=1, fps=60.0)
+    r = run_bench_sizes(cfg, [(128, 72), (160, 96)], seconds=0.8, warmup=0.3)
+    assert [run["size"] for run in r["runs"]] == [[128, 72], [160, 96]]
+    assert r["backend"] == "onnxruntime" and r["device"].startswith("CPU")
+    assert all(run["fps"] and run["stage_ms"]["infer"] > 0 for run in r["runs"])
+    table = format_sizes_table(r)
+    assert "128x72" in table and "160x96" in table
