@@ -20,6 +20,9 @@ $(VENV)/.base: pyproject.toml | $(BIN)/python
 $(VENV)/.dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q $(TORCH)
 	$(BIN)/pip install -q -e '.[train,dev]'
+	# Type stubs of TensorRT for tests/test_trt_typing.py; --no-deps because the package requires
+	# tensorrt itself, which only installs from NVIDIA's index on a CUDA machine.
+	$(BIN)/pip install -q --no-deps tensorrt-stubs==10.13.0.35.1
 	touch $@
 
 run: $(VENV)/.base
