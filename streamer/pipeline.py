@@ -193,6 +193,9 @@ class Pipeline:
                 except EngineError:
                     raise
                 ms = (time.perf_counter() - t0) * 1000
+                counters = getattr(engine, "counters", None)  # e.g. TensorRT's non-finite guard
+                if counters:
+                    self.stats.set_status(engine_counters=dict(counters))
                 self.results.put(Inferred(cap, np.array(res.output), np.array(res.attention), state, ms))
 
     # -- render + publish ---------------------------------------------------------------
