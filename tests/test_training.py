@@ -172,3 +172,27 @@ def test_distillation_from_a_teacher(tiny_run: Path, tmp_path: Path) -> None:
     assert last["distill"] > 0
     with pytest.raises(ValueError, match="has styles"):
         train(replace(cfg, styles=tuple(reversed(cfg.styles))))
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_train_one_run(tmp_path: Path) -> None:
+    """DistributedDataParallel on CPU (gloo): two ranks, one run directory written by rank 0."""
+    import subprocess
+    import sys
+
+    from tests.conftest import make_images
+
+    content = make_images(tmp_path / "content", 4, (48, 64), 0)
+    style = make_images(tmp_path / "style", 1, (64, 64), 1)
+    out = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "streamer", "train",
+           "--content", str(content), "--style", str(style), "--steps", "3", "--batch", "2", "--crop", "32", "--width", "8",
+           "--blocks", "1", "--backbone", "fake", "--device", "cpu", "--out", str(out), "--sample-every", "3", "--ckpt-every", "3"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = list(out.iterdir())
+    assert len(runs) == 1, runs
+    ck = torch.load(runs[0] / "checkpoint.pt", weights_only=False)
+    assert ck["step"] == 3
+    steps = [json.loads(line)["step"] for line in (runs[0] / "stats.jsonl").read_text().splitlines()]
+    assert steps == [3]  # logged once, by rank 0

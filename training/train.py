@@ -27,6 +27,7 @@ from training.backbone import build_backbone
 from training.config import TrainConfig
 from training.data import ContentSampler, StyleSet, load_styles, random_crop
 from training.discriminator import MultiScaleD
+from training.distributed import World, device_for, finish, init_world, share_path, wrap
 from training.generator import Generator, GeneratorSpec, blend
 from training.warp import random_affine, warp
 
@@ -73,13 +74,13 @@ def style_grams(backbone: torch.nn.Module, styles: list[StyleSet], layers: tuple
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path) -> None:
-        self.cfg, self.run_dir = cfg, run_dir
-        self.device = pick_device(cfg.device)
-        self.rng = random.Random(cfg.seed)
-        torch.manual_seed(cfg.seed)
+    def __init__(self, cfg: TrainConfig, run_dir: Path, world: World | None = None) -> None:
+        self.cfg, self.run_dir, self.world = cfg, run_dir, world or World()
+        self.device = device_for(self.world, pick_device(cfg.device))
+        self.rng = random.Random(cfg.seed + self.world.rank)  # each rank draws its own batches
+        torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size)
-        self.content = ContentSampler(Path(cfg.content), cfg.crop, max_side=max(cfg.crop * 2, 384), seed=cfg.seed)
+        self.content = ContentSampler(Path(cfg.content), cfg.crop, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
         spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks)
@@ -90,6 +91,7 @@ class Trainer:
             opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99)),
             opt_d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99)),
         )
+        self.g_train, self.d_train = wrap(self.world, g), wrap(self.world, d)  # DDP when under torchrun
         self.use_amp = self.device.type == "cuda"
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
         self.fixed_x = self.content.batch(4).to(self.device)  # the sample grid's rows
@@ -121,7 +123,10 @@ class Trainer:
             g, a = st.g(x, w)
             fake = blend(x, g, a, 1.0).float()
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            loss = losses.d_hinge_loss(st.d(real, idx), st.d(fake, idx))
+            # One forward for real and fake together: DDP expects one forward per backward.
+            logits = self.d_train(torch.cat([real, fake]), torch.cat([idx, idx]))
+            n = real.shape[0]
+            loss = losses.d_hinge_loss([lg[:n] for lg in logits], [lg[n:] for lg in logits])
         st.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         st.opt_d.step()
@@ -129,8 +134,18 @@ class Trainer:
 
     def g_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
         cfg, st, bb = self.cfg, self.state, self.backbone
+        n = x.shape[0]
+        if cfg.w_temporal > 0:  # the warped second view goes through G in the same forward
+            theta = random_affine(n, 0.05, 2.0, 0.03).to(self.device)
+            xw, valid = warp(x, theta)
+            xw = (xw + 0.02 * torch.randn_like(xw)).clamp(0, 1)
+            x_in, w_in = torch.cat([x, xw]), torch.cat([w, w])
+        else:
+            x_in, w_in = x, w
+        st.d.requires_grad_(False)  # D only scores here; its own step updates it
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            g, a = st.g(x, w)
+            g_all, a_all = self.g_train(x_in, w_in)
+            g, a = g_all[:n], a_all[:n]
             y = blend(x, g, a, 1.0)
             f_out = bb(y)
             with torch.no_grad():
@@ -144,12 +159,8 @@ class Trainer:
                 "attention": losses.attention_prior(a, cfg.attention_mean),
             }
             if cfg.w_temporal > 0:
-                theta = random_affine(x.shape[0], 0.05, 2.0, 0.03).to(self.device)
-                xw, valid = warp(x, theta)
-                xw = (xw + 0.02 * torch.randn_like(xw)).clamp(0, 1)
-                gw, aw = st.g(xw, w)
                 y_warped, _ = warp(y, theta)
-                terms["temporal"] = losses.temporal_loss(blend(xw, gw, aw, 1.0), y_warped, valid)
+                terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid)
             if self.teacher is not None:
                 with torch.no_grad():
                     tg, ta = self.teacher(x, w)
@@ -161,6 +172,7 @@ class Trainer:
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
         st.opt_g.step()
+        st.d.requires_grad_(True)
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["total"], out["attention_mean"] = float(total.detach()), float(a.detach().mean())
         return out
@@ -210,8 +222,9 @@ class Trainer:
         if cfg.resume:
             p = Path(cfg.resume)
             self.load_checkpoint(p / "checkpoint.pt" if p.is_dir() else p)
-        stats = (self.run_dir / "stats.jsonl").open("a")
-        bar = tqdm(total=cfg.steps, initial=st.step, desc="train", dynamic_ncols=True)
+        main = self.world.main
+        stats = (self.run_dir / "stats.jsonl").open("a") if main else open(os.devnull, "w")  # noqa: SIM115
+        bar = tqdm(total=cfg.steps, initial=st.step, desc="train", dynamic_ncols=True, disable=not main)
         t0 = time.perf_counter()
         try:
             while st.step < cfg.steps:
@@ -226,9 +239,9 @@ class Trainer:
                     stats.write(json.dumps(rec) + "\n")
                     stats.flush()
                     bar.set_postfix(style=f"{g_terms['style']:.3f}", content=f"{g_terms['content']:.3f}", att=f"{g_terms['attention_mean']:.2f}")
-                if st.step % cfg.sample_every == 0 or st.step == cfg.steps:
+                if main and (st.step % cfg.sample_every == 0 or st.step == cfg.steps):
                     self.save_samples()
-                if st.step % cfg.ckpt_every == 0 or st.step == cfg.steps:
+                if main and (st.step % cfg.ckpt_every == 0 or st.step == cfg.steps):
                     self.save_checkpoint()
         finally:
             bar.close()
@@ -237,13 +250,21 @@ class Trainer:
 
 
 def train(cfg: TrainConfig) -> Path:
-    """Run training; returns the final checkpoint's path. A resumed run continues in its own dir."""
-    if cfg.resume:
-        p = Path(cfg.resume)
-        run_dir = p if p.is_dir() else p.parent
-    else:
-        tag = "-".join(Path(s).stem if Path(s).is_file() else Path(s).name for s in cfg.styles)[:60]
-        run_dir = make_run_dir(Path(cfg.out), tag)
-    (run_dir / "config.json").write_text(cfg.to_json())
-    log.info("run directory %s", run_dir)
-    return Trainer(cfg, run_dir).run()
+    """Run training; returns the final checkpoint's path. A resumed run continues in its own dir.
+    Under torchrun, every rank trains (DDP) and rank 0 writes the run directory."""
+    world = init_world(cfg.device)
+    try:
+        run_dir: Path | None = None
+        if world.main:
+            if cfg.resume:
+                p = Path(cfg.resume)
+                run_dir = p if p.is_dir() else p.parent
+            else:
+                tag = "-".join(Path(s).stem if Path(s).is_file() else Path(s).name for s in cfg.styles)[:60]
+                run_dir = make_run_dir(Path(cfg.out), tag)
+            (run_dir / "config.json").write_text(cfg.to_json())
+            log.info("run directory %s (%d process%s)", run_dir, world.size, "es" if world.distributed else "")
+        run_dir = share_path(world, run_dir)
+        return Trainer(cfg, run_dir, world).run()
+    finally:
+        finish(world)
