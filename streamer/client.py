@@ -7,6 +7,9 @@
 
 Use one Subscriber per frame topic with ``conflate=True`` to always get only the newest frame
 (ZeroMQ's CONFLATE keeps one message per socket, whatever its topic).
+
+A daemon with CURVE on needs ``curve=load_client_keys("server.key", "me.key_secret")``
+(streamer.security), for ``Subscriber`` and ``request`` alike.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import numpy.typing as npt
 import zmq
 
 from streamer import wire
+from streamer.security import ClientKeys
 
 
 @dataclass
@@ -44,8 +48,10 @@ class Counters:
 class Subscriber:
     """SUB socket on ``endpoint``; open/use/close on one thread, or use ``with``."""
 
-    def __init__(self, endpoint: str, topics: list[str] | None = None, conflate: bool = False, late_ms: float = 500.0, ctx: zmq.Context[Any] | None = None) -> None:
+    def __init__(self, endpoint: str, topics: list[str] | None = None, conflate: bool = False, late_ms: float = 500.0, ctx: zmq.Context[Any] | None = None,
+                 curve: ClientKeys | None = None) -> None:
         self.endpoint, self.topics, self.conflate, self.late_ms = endpoint, topics or [""], conflate, late_ms
+        self.curve = curve
         self._ctx = ctx or zmq.Context.instance()
         self._sock: zmq.Socket[Any] | None = None
         self.counters = Counters()
@@ -59,6 +65,8 @@ class Subscriber:
             s.setsockopt(zmq.RCVHWM, 8)
         for t in self.topics:
             s.setsockopt(zmq.SUBSCRIBE, t.encode())
+        if self.curve is not None:
+            self.curve.apply(s)
         s.connect(self.endpoint)
         self._sock = s
         return self
@@ -93,6 +101,12 @@ class Subscriber:
             c.late += 1
         return Message(topic, header, image, fh)
 
+    @property
+    def socket(self) -> zmq.Socket[Any]:
+        """The SUB socket (e.g. for ``get_monitor_socket()``); only inside ``with``."""
+        assert self._sock is not None, "Subscriber used outside 'with'"
+        return self._sock
+
     def close(self) -> None:
         if self._sock is not None:
             self._sock.close(0)
@@ -102,11 +116,15 @@ class Subscriber:
         self.close()
 
 
-def request(endpoint: str, req: dict[str, Any] | bytes, timeout: float = 2.0, ctx: zmq.Context[Any] | None = None) -> dict[str, Any]:
-    """One control request/reply on a fresh REQ socket. Raises TimeoutError if no reply comes."""
+def request(endpoint: str, req: dict[str, Any] | bytes, timeout: float = 2.0, ctx: zmq.Context[Any] | None = None,
+            curve: ClientKeys | None = None) -> dict[str, Any]:
+    """One control request/reply on a fresh REQ socket. Raises TimeoutError if no reply comes
+    (also what a CURVE server that refused our key looks like from here)."""
     c = ctx or zmq.Context.instance()
     s = c.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
+    if curve is not None:
+        curve.apply(s)
     try:
         s.connect(endpoint)
         s.send(req if isinstance(req, bytes) else json.dumps(req).encode())

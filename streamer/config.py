@@ -53,10 +53,18 @@ class ServeConfig:
     trt_precision: Literal["fp16", "fp32"] = "fp16"
     trt_rebuild: bool = True  # rebuild a missing/stale TensorRT engine (False: fail with the reasons)
     cuda_graph: bool = False  # replay TensorRT's steady state as a CUDA graph
+    curve_server_key: str = ""  # the daemon's CURVE secret certificate (NAME.key_secret from 'stylecast keygen'); "" = no CURVE
+    curve_clients_dir: str = ""  # folder of allowed clients' public certificates (*.key); required with curve_server_key
+    metrics: str = ""  # Prometheus endpoint HOST:PORT (e.g. 127.0.0.1:9108); "" = off
 
     @property
     def model_path(self) -> Path:
         return Path(self.model) if self.model else default_model_path()
+
+    @property
+    def curve(self) -> bool:
+        """Stream and control are CURVE-encrypted and authenticated."""
+        return bool(self.curve_server_key)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -105,6 +113,34 @@ def _check_trt(cfg: ServeConfig) -> None:
         raise ConfigError(f"trt_profile: {cfg.width}x{cfg.height} is outside {cfg.trt_profile}; widen the profile or change the size")
 
 
+def _check_curve(cfg: ServeConfig) -> None:
+    if bool(cfg.curve_server_key) != bool(cfg.curve_clients_dir):
+        missing = "curve_clients_dir" if cfg.curve_server_key else "curve_server_key"
+        raise ConfigError(f"{missing}: CURVE needs both curve_server_key and curve_clients_dir")
+    if cfg.curve:
+        from streamer.security import CurveKeyError, load_server_keys
+
+        try:
+            load_server_keys(cfg.curve_server_key, cfg.curve_clients_dir)
+        except CurveKeyError as e:
+            raise ConfigError(str(e)) from e  # the message starts with the field name
+
+
+def parse_host_port(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` → (host, port); ValueError if malformed."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT with a port 1–65535, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+def _check_metrics(value: str) -> None:
+    try:
+        parse_host_port(value)
+    except ValueError as e:
+        raise ConfigError(f"metrics: {e}") from e
+
+
 def validate(cfg: ServeConfig) -> ServeConfig:
     """Return ``cfg`` if every field is valid, else raise ConfigError naming the first bad one."""
     if cfg.backend not in BACKENDS:
@@ -140,8 +176,12 @@ def validate(cfg: ServeConfig) -> ServeConfig:
         _check_endpoint("imagezmq", cfg.imagezmq)
         if cfg.imagezmq in (cfg.publish, cfg.control):
             raise ConfigError("imagezmq: must differ from publish and control")
-    if not is_loopback(cfg.control):
-        raise ConfigError(f"control: {cfg.control} is not a loopback address; the control socket is only served on loopback")
+    _check_curve(cfg)
+    if not is_loopback(cfg.control) and not cfg.curve:
+        raise ConfigError(f"control: {cfg.control} is not a loopback address; control is only served beyond loopback with CURVE "
+                          "(set curve_server_key and curve_clients_dir, keys from 'stylecast keygen')")
+    if cfg.metrics:
+        _check_metrics(cfg.metrics)
     if not cfg.model_path.is_file():
         raise ConfigError(f"model: file not found: {cfg.model_path}")
     return cfg

@@ -12,6 +12,7 @@ import numpy.typing as npt
 import zmq
 
 from streamer import wire
+from streamer.security import ServerKeys
 
 U8 = npt.NDArray[np.uint8]
 
@@ -23,8 +24,13 @@ class PublishError(RuntimeError):
 class Publisher:
     """Sends single-part wire-v1 messages; never blocks on a slow subscriber (small HWM, NOBLOCK)."""
 
-    def __init__(self, ctx: zmq.Context[Any], endpoint: str, encoding: wire.Encoding = "raw", jpeg_quality: int = 85) -> None:
-        self.ctx, self.endpoint = ctx, endpoint
+    # Subscribers only send subscriptions (a topic prefix); anything bigger drops the peer.
+    MAX_INBOUND_BYTES = 1024
+
+    def __init__(self, ctx: zmq.Context[Any], endpoint: str, encoding: wire.Encoding = "raw", jpeg_quality: int = 85,
+                 curve: ServerKeys | None = None) -> None:
+        """``curve``: serve CURVE-encrypted to allowed keys only (the context's ZAP handler decides)."""
+        self.ctx, self.endpoint, self.curve = ctx, endpoint, curve
         self.encoding, self.jpeg_quality = encoding, jpeg_quality
         self._sock: zmq.Socket[Any] | None = None
         self.dropped = 0  # messages ZeroMQ refused because every queue was full
@@ -33,6 +39,9 @@ class Publisher:
         sock = self.ctx.socket(zmq.PUB)
         sock.setsockopt(zmq.SNDHWM, 4)
         sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, self.MAX_INBOUND_BYTES)
+        if self.curve is not None:
+            self.curve.apply(sock)
         try:
             sock.bind(self.endpoint)
         except zmq.ZMQError as e:

@@ -1,0 +1,165 @@
+"""ZeroMQ CURVE: encrypted, authenticated stream and control sockets.
+
+Keys are ZeroMQ certificate files made by ``stylecast keygen`` (``zmq.auth.create_certificates``):
+``NAME.key`` (public, safe to copy) and ``NAME.key_secret`` (public + secret, mode 0600).
+
+- The daemon loads its own ``*.key_secret`` (``curve_server_key``) and an allow-list directory of
+  client public certificates (``curve_clients_dir``). A ``CurveAuthenticator`` (pyzmq's
+  ThreadAuthenticator, the ZAP handler of the daemon's context) admits only those clients.
+- A client loads the server's public ``.key`` and its own ``.key_secret``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+import zmq
+import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+log = logging.getLogger(__name__)
+
+
+class CurveKeyError(ValueError):
+    """A certificate file or the allow-list directory is missing, unreadable or malformed."""
+
+
+@dataclass(frozen=True)
+class ServerKeys:
+    """The daemon's own key pair (Z85-encoded, 40 bytes each) and its client allow-list folder."""
+
+    public: bytes
+    secret: bytes
+    clients_dir: Path
+
+    def apply(self, sock: zmq.Socket[Any]) -> None:
+        """Make ``sock`` a CURVE server; call before ``bind``."""
+        sock.curve_secretkey = self.secret
+        sock.curve_publickey = self.public
+        sock.curve_server = True
+
+
+@dataclass(frozen=True)
+class ClientKeys:
+    """What a client needs: the server's public key and its own pair (Z85, 40 bytes each)."""
+
+    server_public: bytes
+    public: bytes
+    secret: bytes
+
+    def apply(self, sock: zmq.Socket[Any]) -> None:
+        """Make ``sock`` a CURVE client of the server; call before ``connect``."""
+        sock.curve_serverkey = self.server_public
+        sock.curve_publickey = self.public
+        sock.curve_secretkey = self.secret
+
+
+def load_public(path: str | Path, field: str = "key") -> bytes:
+    """The public key of a ``.key`` or ``.key_secret`` certificate file."""
+    public, _ = _load(path, field)
+    return public
+
+
+def load_pair(path: str | Path, field: str = "key") -> tuple[bytes, bytes]:
+    """(public, secret) of a ``.key_secret`` certificate file."""
+    public, secret = _load(path, field)
+    if secret is None:
+        raise CurveKeyError(f"{field}: {path} holds no secret key; give the .key_secret file made by 'stylecast keygen'")
+    return public, secret
+
+
+def _load(path: str | Path, field: str) -> tuple[bytes, bytes | None]:
+    p = Path(path)
+    if not p.is_file():
+        raise CurveKeyError(f"{field}: certificate file not found: {p}")
+    try:
+        p.read_bytes()
+        public, secret = zmq.auth.load_certificate(p)
+    except (OSError, ValueError) as e:
+        raise CurveKeyError(f"{field}: cannot read certificate {p}: {e}") from e
+    if public is None or len(public) != 40:
+        raise CurveKeyError(f"{field}: {p} holds no valid public key")
+    return public, secret
+
+
+def check_clients_dir(path: str | Path, field: str = "curve_clients_dir") -> list[Path]:
+    """The client certificates in the allow-list folder; each must load. Raises CurveKeyError if the
+    folder is missing, unreadable or holds no ``*.key`` file (nobody could connect)."""
+    d = Path(path)
+    if not d.is_dir():
+        raise CurveKeyError(f"{field}: not a directory: {d}")
+    if not os.access(d, os.R_OK | os.X_OK):
+        raise CurveKeyError(f"{field}: directory is not readable: {d}")
+    try:
+        certs = sorted(d.glob("*.key"))
+    except OSError as e:
+        raise CurveKeyError(f"{field}: cannot list {d}: {e}") from e
+    if not certs:
+        raise CurveKeyError(f"{field}: no client public certificates (*.key) in {d}; nobody could connect")
+    for c in certs:
+        load_public(c, field)
+    return certs
+
+
+def load_server_keys(secret_file: str | Path, clients_dir: str | Path) -> ServerKeys:
+    public, secret = load_pair(secret_file, "curve_server_key")
+    check_clients_dir(clients_dir)
+    return ServerKeys(public, secret, Path(clients_dir))
+
+
+def load_client_keys(server_key: str | Path, client_secret: str | Path) -> ClientKeys:
+    """From the server's ``.key`` and the client's own ``.key_secret``."""
+    public, secret = load_pair(client_secret, "client_key")
+    return ClientKeys(load_public(server_key, "server_key"), public, secret)
+
+
+def create_keypair(folder: str | Path, name: str) -> tuple[Path, Path]:
+    """Write ``folder/NAME.key`` and ``folder/NAME.key_secret`` (mode 0600); refuses to overwrite."""
+    d = Path(folder)
+    pub, sec = d / f"{name}.key", d / f"{name}.key_secret"
+    for p in (pub, sec):
+        if p.exists():
+            raise FileExistsError(f"{p} already exists; not overwriting a key")
+    d.mkdir(parents=True, exist_ok=True)
+    pub_s, sec_s = zmq.auth.create_certificates(d, name)
+    os.chmod(sec_s, stat.S_IRUSR | stat.S_IWUSR)
+    return Path(pub_s), Path(sec_s)
+
+
+class CurveAuthenticator:
+    """The ZAP handler of ``ctx``: admits CURVE clients whose public key is in ``clients_dir``.
+
+    Start it before any CURVE server socket binds (without a ZAP handler libzmq admits every key).
+    It runs on its own thread, owned by this object; ``close()`` is idempotent. The allow-list is
+    read at start and on ``reload()`` (SIGHUP).
+    """
+
+    def __init__(self, ctx: zmq.Context[Any], clients_dir: Path) -> None:
+        self.ctx, self.clients_dir = ctx, clients_dir
+        self._auth: ThreadAuthenticator | None = None
+
+    def __enter__(self) -> Self:
+        auth = ThreadAuthenticator(self.ctx, log=logging.getLogger(__name__ + ".zap"))
+        auth.start()
+        self._auth = auth
+        self.reload()
+        return self
+
+    def reload(self) -> None:
+        if self._auth is not None:
+            self._auth.configure_curve(domain="*", location=str(self.clients_dir))
+            log.info("CURVE: %d allowed client key(s) from %s", len(list(self.clients_dir.glob("*.key"))), self.clients_dir)
+
+    def close(self) -> None:
+        if self._auth is not None:
+            self._auth.stop()
+            self._auth = None
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
