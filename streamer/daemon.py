@@ -5,11 +5,18 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Any
+
+import zmq
 
 import engines
 from streamer.config import ServeConfig, validate
 from streamer.pipeline import Pipeline
 from streamer.stats import Stats
+
+if TYPE_CHECKING:
+    from streamer.service import Reloader
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +56,13 @@ def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:
     return cfg.backend, {"threads": cfg.threads}
 
 
-def build_pipeline(cfg: ServeConfig, stats: Stats | None = None) -> Pipeline:
+def build_pipeline(cfg: ServeConfig, stats: Stats | None = None, ctx: zmq.Context[Any] | None = None) -> Pipeline:
     validate(cfg)
+    curve = None
+    if cfg.curve:
+        from streamer.security import load_server_keys
+
+        curve = load_server_keys(cfg.curve_server_key, cfg.curve_clients_dir)
     info = engines.load_model_info(cfg.model_path)
     if cfg.style and cfg.style not in info.styles:
         raise engines.ModelError(f"style: {cfg.style!r} is not in the model; available: {list(info.styles)}")
@@ -60,12 +72,57 @@ def build_pipeline(cfg: ServeConfig, stats: Stats | None = None) -> Pipeline:
     def factory() -> engines.BaseEngine:
         return engines.create_engine(name, cfg.model_path, **options)
 
-    return Pipeline(cfg, factory, info.styles, stats)
+    return Pipeline(cfg, factory, info.styles, stats, ctx, curve)
 
 
-def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Callable[[Pipeline], None] | None = None) -> Pipeline:
-    """Run until ``stop`` is set, ``max_frames`` frames are out, or a stage fails (re-raised)."""
-    pipe = build_pipeline(cfg)
+def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Callable[[Pipeline], None] | None = None,
+          reloader: Reloader | None = None) -> Pipeline:
+    """Run until ``stop`` is set, ``max_frames`` frames are out, or a stage fails (re-raised).
+
+    Everything that can be checked is checked before any thread starts (config, keys, free ports,
+    the metrics package), so a bad config fails with ConfigError and nothing half-started. Under
+    systemd (``$NOTIFY_SOCKET``) a service thread reports READY/STATUS/WATCHDOG/STOPPING;
+    ``reloader`` (SIGHUP) applies what can change live."""
+    from streamer.settings import check_ports
+
+    validate(cfg)
+    check_ports(cfg)
+    if cfg.metrics:
+        from streamer.metrics import check_available
+
+        check_available()
+    ctx: zmq.Context[Any] = zmq.Context() if cfg.curve else zmq.Context.instance()  # own context: its own ZAP handler
+    try:
+        pipe = build_pipeline(cfg, ctx=ctx)
+        with ExitStack() as stack:
+            _start_extras(stack, pipe, reloader)
+            _serve(pipe, stop, on_ready, reloader)
+    finally:
+        if cfg.curve:
+            ctx.destroy(linger=0)
+    return pipe
+
+
+def _start_extras(stack: ExitStack, pipe: Pipeline, reloader: Reloader | None) -> None:
+    """The CURVE authenticator (before any socket binds) and the metrics endpoint; closed on exit."""
+    if pipe.curve is not None:
+        from streamer.security import CurveAuthenticator
+
+        auth = stack.enter_context(CurveAuthenticator(pipe.ctx, pipe.curve.clients_dir))
+        if reloader is not None:
+            reloader.extra.append(auth.reload)
+    if pipe.cfg.metrics:
+        from streamer.metrics import MetricsServer
+
+        stack.enter_context(MetricsServer(pipe.cfg.metrics, pipe))
+
+
+def _serve(pipe: Pipeline, stop: threading.Event | None, on_ready: Callable[[Pipeline], None] | None, reloader: Reloader | None) -> None:
+    from streamer.service import ServiceLoop
+
+    cfg = pipe.cfg
+    service = threading.Thread(target=ServiceLoop(pipe, cfg, reloader).run, name="stylecast-service", daemon=True)
+    service.start()
     log.info("serving %s → %s (control %s), styles %s", cfg.source, cfg.publish, cfg.control, list(pipe.styles))
     if stop is not None:
         def stop_on_event() -> None:
@@ -79,5 +136,8 @@ def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Calla
             on_ready(pipe)
 
         threading.Thread(target=ready_on_first_frame, name="stylecast-ready", daemon=True).start()
-    pipe.run()
-    return pipe
+    try:
+        pipe.run()
+    finally:
+        pipe.stop()
+        service.join(2.0)  # STOPPING=1 goes out before the process exits

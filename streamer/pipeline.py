@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -24,13 +24,15 @@ import numpy.typing as npt
 import zmq
 
 from engines import BaseEngine, EngineError, InputError
-from streamer import controls, wire
+from streamer import controls, faults, wire
 from streamer.config import ServeConfig
 from streamer.controls import ControlError, ControlState
+from streamer.heartbeat import Heartbeats
 from streamer.imagezmq_compat import ImageZmqPublisher, describe, imagezmq_parts
 from streamer.mailbox import Mailbox, MailboxClosed
 from streamer.publisher import Publisher
 from streamer.render import attention_overlay, compose, grade
+from streamer.security import ServerKeys
 from streamer.sources import FrameError, SourceError, open_source, parse_source
 from streamer.stats import FrameTiming, Stats
 
@@ -60,8 +62,14 @@ class Inferred:
 
 
 class Pipeline:
-    def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], BaseEngine], styles: tuple[str, ...], stats: Stats | None = None, ctx: zmq.Context[Any] | None = None) -> None:
-        self.cfg, self.engine_factory, self.styles = cfg, engine_factory, styles
+    def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], BaseEngine], styles: tuple[str, ...], stats: Stats | None = None, ctx: zmq.Context[Any] | None = None,
+                 curve: ServerKeys | None = None) -> None:
+        """``curve``: the publish and control sockets become CURVE servers with these keys (the
+        context needs a running ZAP handler, streamer.security.CurveAuthenticator)."""
+        self.cfg, self.engine_factory, self.styles, self.curve = cfg, engine_factory, styles, curve
+        self.heartbeats = Heartbeats()  # every loop beats each turn; read by the service watchdog
+        self.frame_observers: list[Callable[[FrameTiming], None]] = []  # called on the publish thread per frame (metrics)
+        self._wedge_after = faults.wedge_infer_after()
         self.stats = stats or Stats()
         self.ctx = ctx or zmq.Context.instance()
         self.stop_event = threading.Event()
@@ -134,11 +142,14 @@ class Pipeline:
         also picks up a new resolution (OpenCV would otherwise rescale to the first size)."""
         cfg, spec = self.cfg, parse_source(self.cfg.source)
         backoff, seq, native = BACKOFF_START_S, 0, None
+        read_grace = cfg.source_timeout + 1.0 / cfg.fps  # a read may block this long, pacing included
         while not self.stop_event.is_set():
+            self.heartbeats.beat("capture", cfg.source_timeout)  # opening a network source may take that long
             try:
                 with open_source(spec, cfg.size, cfg.fps, cfg.source_timeout) as src:
                     self.stats.set_status(source=spec.kind, source_state="streaming", source_error=None)
                     while not self.stop_event.is_set():
+                        self.heartbeats.beat("capture", read_grace)
                         src.pace()
                         t0 = time.perf_counter()
                         try:
@@ -167,15 +178,29 @@ class Pipeline:
                 self.stats.count("source_errors")
                 self.stats.set_status(source_state="reconnecting", source_error=str(e))
                 log.warning("source: %s; retrying in %.1f s", e, backoff)
-                self.stop_event.wait(backoff)
+                self._idle("capture", backoff)
                 backoff = min(backoff * 2, BACKOFF_CAP_S)
                 self.stats.count("reconnects")
 
+    def _idle(self, stage: str, seconds: float) -> None:
+        """Wait ``seconds`` (or until stopped) in short slices, beating, so a stage that is only
+        waiting (reconnect backoff) never looks hung to the watchdog."""
+        deadline = time.monotonic() + seconds
+        while not self.stop_event.is_set() and (left := deadline - time.monotonic()) > 0:
+            self.heartbeats.beat(stage)
+            self.stop_event.wait(min(0.1, left))
+
     # -- inference ----------------------------------------------------------------------
     def _infer_loop(self) -> None:
+        done = 0
         with self.engine_factory() as engine:
             self.stats.set_status(backend=engine.name)
             while not self.stop_event.is_set():
+                self.heartbeats.beat("infer")
+                if self._wedge_after is not None and done >= self._wedge_after:
+                    log.error("TEST FAULT: inference hangs now (%s)", faults.WEDGE_INFER_ENV)
+                    self.stop_event.wait()  # no beats from here on, as in a hung GPU call
+                    return
                 try:
                     cap = self.frames.get(0.1)
                 except MailboxClosed:
@@ -196,14 +221,16 @@ class Pipeline:
                 counters = getattr(engine, "counters", None)  # e.g. TensorRT's non-finite guard
                 if counters:
                     self.stats.set_status(engine_counters=dict(counters))
+                done += 1
                 self.results.put(Inferred(cap, np.array(res.output), np.array(res.attention), state, ms))
 
     # -- render + publish ---------------------------------------------------------------
     def _publish_loop(self) -> None:
         cfg, next_stats, published_version = self.cfg, 0.0, -1
         izmq_cm: AbstractContextManager[ImageZmqPublisher | None] = ImageZmqPublisher(self.ctx, cfg.imagezmq) if cfg.imagezmq else nullcontext()
-        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality) as pub, izmq_cm as izmq:
+        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality, self.curve) as pub, izmq_cm as izmq:
             while not self.stop_event.is_set():
+                self.heartbeats.beat("publish")
                 try:
                     item = self.results.get(0.05)
                 except MailboxClosed:
@@ -235,7 +262,10 @@ class Pipeline:
         if overlay is not None:
             pub.send_frame(wire.TOPIC_OVERLAY, overlay, cap.seq, cap.t_capture, state.style, state.strength)
         t2 = time.perf_counter()
-        self.stats.record(FrameTiming(cap.capture_ms, item.infer_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (time.monotonic() - cap.t_mono) * 1000, time.monotonic()))
+        timing = FrameTiming(cap.capture_ms, item.infer_ms, (t1 - t0) * 1000, (t2 - t1) * 1000, (time.monotonic() - cap.t_mono) * 1000, time.monotonic())
+        self.stats.record(timing)
+        for observe in self.frame_observers:
+            observe(timing)
         self.first_published.set()
         if self.cfg.max_frames and self.stats.counter("published") >= self.cfg.max_frames:
             self.stop_event.set()
@@ -252,6 +282,8 @@ class Pipeline:
         sock = self.ctx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, controls.MAX_REQUEST_BYTES * 4)
+        if self.curve is not None:
+            self.curve.apply(sock)
         try:
             sock.bind(self.cfg.control)
         except zmq.ZMQError as e:
@@ -259,10 +291,28 @@ class Pipeline:
             raise ControlError(f"cannot bind control socket to {self.cfg.control}: {e}") from e
         try:
             while not self.stop_event.is_set():
+                self.heartbeats.beat("control")
                 if sock.poll(100):
                     sock.send(self.handle_request(sock.recv()))
         finally:
             sock.close(0)
+
+    def reconfigure(self, live: dict[str, Any]) -> None:
+        """Apply reloaded settings (streamer.settings.RELOADABLE) to the running pipeline: style,
+        strength and overlay opacity go into the control state, like a control request would."""
+        unknown = set(live) - {"style", "strength", "overlay_opacity", "publish_overlay"}
+        if unknown:
+            raise ControlError(f"cannot change {sorted(unknown)} while running")
+        state, _ = self.state
+        if "style" in live:
+            state = replace(state, style=controls.resolve_style(live["style"] or self.styles[0], self.styles))
+        if "strength" in live:
+            state = replace(state, strength=float(live["strength"]))
+        if "overlay_opacity" in live:
+            state = replace(state, overlay_opacity=float(live["overlay_opacity"]))
+        self._set_state(state)
+        if "publish_overlay" in live:
+            self.cfg = replace(self.cfg, publish_overlay=bool(live["publish_overlay"]))  # one reference swap, read per frame
 
     def snapshot(self, name: str | None) -> Path:
         """Write the last published ``frame.stylised`` image to ``cfg.snapshot_dir``; returns its path."""
