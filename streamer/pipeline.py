@@ -32,7 +32,7 @@ from streamer.imagezmq_compat import ImageZmqPublisher, describe, imagezmq_parts
 from streamer.mailbox import Mailbox, MailboxClosed
 from streamer.publisher import Publisher
 from streamer.render import attention_overlay, compose, grade
-from streamer.security import ServerKeys
+from streamer.security import HandshakeWatch, ServerKeys
 from streamer.sources import FrameError, SourceError, open_source, parse_source
 from streamer.stats import FrameTiming, Stats
 
@@ -228,9 +228,11 @@ class Pipeline:
     def _publish_loop(self) -> None:
         cfg, next_stats, published_version = self.cfg, 0.0, -1
         izmq_cm: AbstractContextManager[ImageZmqPublisher | None] = ImageZmqPublisher(self.ctx, cfg.imagezmq) if cfg.imagezmq else nullcontext()
-        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality, self.curve) as pub, izmq_cm as izmq:
+        with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality, self.curve) as pub, izmq_cm as izmq, \
+                HandshakeWatch(pub.socket, "publish", self.stats.count, self.curve is not None) as refused:
             while not self.stop_event.is_set():
                 self.heartbeats.beat("publish")
+                refused.check()
                 try:
                     item = self.results.get(0.05)
                 except MailboxClosed:
@@ -289,12 +291,15 @@ class Pipeline:
         except zmq.ZMQError as e:
             sock.close(0)
             raise ControlError(f"cannot bind control socket to {self.cfg.control}: {e}") from e
+        refused = HandshakeWatch(sock, "control", self.stats.count, self.curve is not None)
         try:
             while not self.stop_event.is_set():
                 self.heartbeats.beat("control")
+                refused.check()
                 if sock.poll(100):
                     sock.send(self.handle_request(sock.recv()))
         finally:
+            refused.close()
             sock.close(0)
 
     def reconfigure(self, live: dict[str, Any]) -> None:

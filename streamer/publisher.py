@@ -50,6 +50,12 @@ class Publisher:
         self._sock = sock
         return self
 
+    @property
+    def socket(self) -> zmq.Socket[Any]:
+        """The PUB socket, inside ``with`` only (used on the thread that opened it)."""
+        assert self._sock is not None, "Publisher used outside 'with'"
+        return self._sock
+
     def _send(self, msg: bytes) -> None:
         assert self._sock is not None, "Publisher used outside 'with'"
         try:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -160,6 +161,54 @@ class CurveAuthenticator:
         if self._auth is not None:
             self._auth.stop()
             self._auth = None
+
+    def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+
+class HandshakeWatch:
+    """Counts (and logs) CURVE handshakes a server socket refused, from its monitor events:
+    ``auth_failures`` (key not on the allow-list), ``protocol_failures`` (no CURVE, wrong
+    mechanism, malformed commands) and ``handshake_failures`` (anything else, e.g. the peer left). Create, ``check()`` and close it on the thread that owns ``sock``;
+    ``check()`` never blocks. A no-op when ``enabled`` is False."""
+
+    _EVENTS: dict[int, str] = {int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "auth_failures", int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "protocol_failures",
+                               int(zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL): "handshake_failures"}
+
+    def __init__(self, sock: zmq.Socket[Any], label: str, count: Callable[[str], None], enabled: bool = True) -> None:
+        self.sock, self.label, self.count = sock, label, count
+        self._mon: zmq.Socket[Any] | None = None
+        self._seen: dict[str, int] = {}
+        if enabled:
+            mask = 0
+            for ev in self._EVENTS:
+                mask |= ev
+            self._mon = sock.get_monitor_socket(mask)
+
+    def check(self) -> None:
+        from zmq.utils.monitor import recv_monitor_message
+
+        while self._mon is not None and self._mon.poll(0):
+            ev = recv_monitor_message(self._mon)
+            kind = self._EVENTS.get(int(ev["event"]))
+            if kind is None:
+                continue
+            self.count(kind)
+            n = self._seen[kind] = self._seen.get(kind, 0) + 1
+            if n & (n - 1) == 0:  # 1, 2, 4, 8, …: visible in the journal, but a scanner cannot flood it
+                log.warning("%s: refused a client handshake (%s, %d so far)", self.label, kind.replace("_", " ").rstrip("s"), n)
+
+    def close(self) -> None:
+        if self._mon is not None:
+            try:
+                self.sock.disable_monitor()
+            except zmq.ZMQError:
+                pass
+            self._mon.close(0)
+            self._mon = None
+
+    def __enter__(self) -> Self:
+        return self
 
     def __exit__(self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None) -> None:
         self.close()

@@ -1,0 +1,207 @@
+"""CURVE on the stream and control sockets: an allowed key gets frames and replies; an unknown key,
+a client without CURVE and an oversize message are turned away — seen in socket monitor events
+(the client's handshake result, and the daemon's own count of the EVENT_HANDSHAKE_FAILED_AUTH /
+_PROTOCOL events on its server sockets), not inferred from timeouts."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+import zmq
+from zmq.utils.monitor import recv_monitor_message
+
+from streamer.bench import free_tcp_port
+from streamer.client import Subscriber, request
+from streamer.config import ConfigError, ServeConfig, validate
+from streamer.daemon import serve
+from streamer.security import ClientKeys, create_keypair, load_client_keys
+
+OUTCOMES = {zmq.EVENT_HANDSHAKE_SUCCEEDED: "succeeded", zmq.EVENT_HANDSHAKE_FAILED_AUTH: "failed_auth",
+            zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL: "failed_protocol", zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL: "failed", zmq.EVENT_DISCONNECTED: "disconnected"}
+
+
+@dataclass
+class Keys:
+    server_public: Path
+    server_secret: Path
+    clients_dir: Path
+    allowed: ClientKeys
+    unknown: ClientKeys
+
+
+@pytest.fixture(scope="module")
+def keys(tmp_path_factory: pytest.TempPathFactory) -> Keys:
+    root = tmp_path_factory.mktemp("keys")
+    spub, ssec = create_keypair(root / "server", "server")
+    clients = root / "clients"
+    clients.mkdir()
+    apub, asec = create_keypair(root / "alice", "alice")
+    shutil.copy(apub, clients / apub.name)  # alice is on the allow-list
+    _, msec = create_keypair(root / "mallory", "mallory")  # mallory is not
+    return Keys(spub, ssec, clients, load_client_keys(spub, asec), load_client_keys(spub, msec))
+
+
+@pytest.fixture(scope="module")
+def daemon(keys: Keys) -> Iterator[ServeConfig]:
+    cfg = ServeConfig(source="demo", width=96, height=64, fps=20, publish=f"tcp://127.0.0.1:{free_tcp_port()}",
+                      control=f"tcp://127.0.0.1:{free_tcp_port()}", curve_server_key=str(keys.server_secret), curve_clients_dir=str(keys.clients_dir))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            serve(cfg, stop)
+        except BaseException as e:  # reported by the test that needs the daemon
+            errors.append(e)
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    yield cfg
+    stop.set()
+    t.join(15)
+    assert not t.is_alive() and not errors, errors
+
+
+def outcomes(sock: zmq.Socket[Any], mon: zmq.Socket[Any], n: int = 1, timeout_s: float = 10.0) -> list[str]:
+    """The first ``n`` handshake outcomes / disconnects the monitor reports (others skipped)."""
+    seen: list[str] = []
+    while len(seen) < n and mon.poll(int(timeout_s * 1000)):
+        ev = recv_monitor_message(mon)["event"]
+        if ev in OUTCOMES:
+            seen.append(OUTCOMES[ev])
+    return seen
+
+
+def sub_socket(ctx: zmq.Context[Any], endpoint: str, curve: ClientKeys | None, topic: bytes = b"") -> tuple[zmq.Socket[Any], zmq.Socket[Any]]:
+    s = ctx.socket(zmq.SUB)
+    s.setsockopt(zmq.LINGER, 0)
+    mon = s.get_monitor_socket()
+    if curve is not None:
+        curve.apply(s)
+    s.setsockopt(zmq.SUBSCRIBE, topic)
+    s.connect(endpoint)
+    return s, mon
+
+
+def close(*socks: zmq.Socket[Any]) -> None:
+    for s in socks:
+        if s.type != zmq.PAIR:
+            s.disable_monitor()
+    for s in socks:
+        s.close(0)
+
+
+def test_allowed_key_receives_frames_and_control_replies(daemon: ServeConfig, keys: Keys) -> None:
+    with Subscriber(daemon.publish, topics=["frame.stylised\x00"], curve=keys.allowed) as sub:
+        mon = sub.socket.get_monitor_socket()
+        msg = sub.recv(60)
+        assert msg is not None and msg.image is not None and msg.image.shape == (64, 96, 3)
+        sub.socket.disable_monitor()
+        mon.close(0)
+    reply = request(daemon.control, {"cmd": "set_strength", "value": 0.5}, timeout=10, curve=keys.allowed)
+    assert reply["ok"] is True and reply["state"]["strength"] == 0.5
+
+
+@pytest.mark.parametrize("who", ["unknown_key", "no_curve"])
+@pytest.mark.parametrize("endpoint", ["publish", "control"])
+def test_rejected_clients_fail_the_handshake(daemon: ServeConfig, keys: Keys, who: str, endpoint: str) -> None:
+    ctx = zmq.Context.instance()
+    before = request(daemon.control, {"cmd": "status"}, timeout=60, curve=keys.allowed)["status"]["counters"]  # the daemon is up
+    curve = keys.unknown if who == "unknown_key" else None
+    if endpoint == "publish":
+        s, mon = sub_socket(ctx, daemon.publish, curve)
+    else:
+        s = ctx.socket(zmq.REQ)
+        s.setsockopt(zmq.LINGER, 0)
+        mon = s.get_monitor_socket()
+        if curve is not None:
+            curve.apply(s)
+        s.connect(daemon.control)
+        s.send(b'{"cmd": "status"}')
+    try:
+        got = outcomes(s, mon)
+        # the client is told why (ZAP's 400) when its key is refused; a NULL client is just dropped
+        assert got == ["failed_auth"] if who == "unknown_key" else got in (["failed_protocol"], ["failed"]), got  # a race decides which of the two
+        assert not s.poll(500), "a rejected client must receive nothing"
+    finally:
+        close(s, mon)
+    # the daemon's own monitor on that socket saw the refusal (EVENT_HANDSHAKE_FAILED_AUTH for a key not
+    # on the allow-list; for a NULL client, _PROTOCOL or _NO_DETAIL depending on who hangs up first)
+    wait_for_refusal(daemon, keys, before, ("auth_failures",) if who == "unknown_key" else ("protocol_failures", "handshake_failures"))
+
+
+def wait_for_refusal(daemon: ServeConfig, keys: Keys, before: dict[str, int], kinds: tuple[str, ...]) -> None:
+    deadline = time.monotonic() + 5
+    while True:
+        counters = request(daemon.control, {"cmd": "status"}, timeout=10, curve=keys.allowed)["status"]["counters"]
+        if sum(counters.get(k, 0) for k in kinds) > sum(before.get(k, 0) for k in kinds):
+            return
+        assert time.monotonic() < deadline, f"the daemon did not count a refused handshake {kinds}: {counters}"
+        time.sleep(0.1)
+
+
+# A ZMTP 3.0 greeting asking for the NULL mechanism (no CURVE): signature, version 3.0, mechanism, as-server 0, filler.
+NULL_GREETING = b"\xff" + b"\x00" * 8 + b"\x7f" + b"\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" + b"\x00" * 31
+
+
+@pytest.mark.parametrize("endpoint", ["publish", "control"])
+def test_null_mechanism_is_a_protocol_failure(daemon: ServeConfig, keys: Keys, endpoint: str) -> None:
+    """Deterministic (the client side of ZMTP done by hand): the server offers CURVE, reads our NULL
+    greeting, hangs up, and its monitor reports EVENT_HANDSHAKE_FAILED_PROTOCOL (mechanism mismatch)."""
+    before = request(daemon.control, {"cmd": "status"}, timeout=60, curve=keys.allowed)["status"]["counters"]
+    port = int(getattr(daemon, endpoint).rsplit(":", 1)[1])
+    assert len(NULL_GREETING) == 64
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:  # every recv below: 10 s at most
+        raw.sendall(NULL_GREETING[:11])  # signature + major version: the server then sends its full greeting
+        greeting = b""
+        while len(greeting) < 64 and (chunk := raw.recv(64 - len(greeting))):
+            greeting += chunk
+        assert greeting[:1] == b"\xff" and greeting[12:17] == b"CURVE", greeting  # it offers CURVE only
+        raw.sendall(NULL_GREETING[11:])
+        try:
+            assert raw.recv(4096) == b"", "the server must hang up on a NULL client"
+        except ConnectionResetError:
+            pass
+    wait_for_refusal(daemon, keys, before, ("protocol_failures",))
+
+
+def test_oversize_messages_drop_the_peer(daemon: ServeConfig, keys: Keys) -> None:
+    ctx = zmq.Context.instance()
+    # control: a 100 kB request from an allowed key — handshake succeeds, then the server drops it
+    s = ctx.socket(zmq.REQ)
+    s.setsockopt(zmq.LINGER, 0)
+    mon = s.get_monitor_socket()
+    keys.allowed.apply(s)
+    s.connect(daemon.control)
+    s.send(b'{"cmd": "status", "pad": "' + b"x" * 100_000 + b'"}')
+    try:
+        assert outcomes(s, mon, 2) == ["succeeded", "disconnected"]
+        assert not s.poll(500)
+    finally:
+        close(s, mon)
+    # stream: a subscription bigger than any topic is refused the same way
+    s, mon = sub_socket(ctx, daemon.publish, keys.allowed, topic=b"x" * 4096)
+    try:
+        assert outcomes(s, mon, 2) == ["succeeded", "disconnected"]
+    finally:
+        close(s, mon)
+    assert request(daemon.control, {"cmd": "status"}, timeout=10, curve=keys.allowed)["ok"] is True  # still serving
+
+
+def test_control_leaves_loopback_only_with_curve(keys: Keys) -> None:
+    cfg = ServeConfig(control="tcp://0.0.0.0:5556")
+    with pytest.raises(ConfigError, match="^control: .* only served beyond loopback with CURVE"):
+        validate(cfg)
+    assert validate(replace(cfg, curve_server_key=str(keys.server_secret), curve_clients_dir=str(keys.clients_dir))).curve
+    with pytest.raises(ConfigError, match="^curve_clients_dir: CURVE needs both"):
+        validate(replace(cfg, curve_server_key=str(keys.server_secret)))
+    with pytest.raises(ConfigError, match="^curve_server_key: .* holds no secret key"):
+        validate(replace(cfg, curve_server_key=str(keys.server_public), curve_clients_dir=str(keys.clients_dir)))
