@@ -43,7 +43,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--height", type=int, default=d.height)
     p.add_argument("--fps", type=float, default=d.fps, help="pacing of the demo source")
     p.add_argument("--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
-    p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only)")
+    p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only, unless CURVE is on)")
     p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="folder for snapshots taken with 'stylecast ctl snapshot'")
     p.add_argument("--imagezmq", default=d.imagezmq, help="also publish stylised frames in imagezmq's PUB/SUB shape here (e.g. tcp://127.0.0.1:5557)")
     p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
@@ -54,6 +54,9 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
     p.add_argument("--max-frames", type=int, default=d.max_frames, help="stop after this many frames (0 = run until stopped)")
     p.add_argument("--source-timeout", type=float, default=d.source_timeout, help="open/read timeout of network sources, s")
+    p.add_argument("--curve-server-key", help="CURVE: this daemon's NAME.key_secret (from 'stylecast keygen'); encrypts stream and control")
+    p.add_argument("--curve-clients-dir", help="CURVE: folder of allowed clients' public NAME.key files")
+    p.add_argument("--metrics", help="serve Prometheus metrics on HOST:PORT (needs the 'metrics' extra)")
     _add_trt_args(p)
 
 
@@ -68,11 +71,18 @@ def _add_trt_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cuda-graph", action="store_true", help="replay TensorRT's steady state as a CUDA graph")
 
 
-def _serve_config(a: argparse.Namespace) -> Any:
+def _serve_fields() -> list[str]:
     from streamer.config import ServeConfig
 
-    names = {f.name for f in fields(ServeConfig)}
-    return ServeConfig(**{k: v for k, v in vars(a).items() if k in names})
+    return [f.name for f in fields(ServeConfig)]
+
+
+def _serve_config(a: argparse.Namespace) -> Any:
+    """--config FILE.toml, then the flags the user gave (serve's flags default to None)."""
+    from streamer.settings import resolve
+
+    overrides = {k: v for k, v in vars(a).items() if k in _serve_fields() and v is not None}
+    return resolve(Path(a.config) if a.config else None, overrides)
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
@@ -83,17 +93,70 @@ def cmd_serve(a: argparse.Namespace) -> int:
     if a.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2))
         return EXIT_OK
+    from streamer.service import Reloader
+
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
+    reloader = Reloader(load=lambda: _serve_config(a))  # SIGHUP: re-read --config, re-apply the flags
+    signal.signal(signal.SIGHUP, lambda *_: reloader.requested.set())
 
     def ready(pipe: Any) -> None:
         print(f"stylecast: publishing on {cfg.publish} (control {cfg.control}); watch with:\n"
               f"  stylecast view --endpoint {cfg.publish} --out out.mp4 --frames 100\n"
               f"  stylecast ctl --endpoint {cfg.control} style {pipe.styles[-1]}", file=sys.stderr, flush=True)
 
-    serve(cfg, stop, on_ready=ready)
+    serve(cfg, stop, on_ready=ready, reloader=reloader)
     log.info("stopped")
+    return EXIT_OK
+
+
+def cmd_keygen(a: argparse.Namespace) -> int:
+    from streamer.security import create_keypair
+
+    public, secret = create_keypair(Path(a.dir), a.name)
+    print(f"public key: {public}  (give to peers: a client's goes in the daemon's curve_clients_dir)\n"
+          f"secret key: {secret}  (keep private, mode 0600)")
+    return EXIT_OK
+
+
+def _client_keys(server_key: str | None, client_key: str | None) -> Any:
+    """ClientKeys from two flags (both or neither); a bad key file is a config error (exit 2)."""
+    from streamer.config import ConfigError
+    from streamer.security import CurveKeyError, load_client_keys
+
+    if not server_key and not client_key:
+        return None
+    if not (server_key and client_key):
+        raise ConfigError("curve: give both the server's public key and this client's secret key")
+    try:
+        return load_client_keys(server_key, client_key)
+    except CurveKeyError as e:
+        raise ConfigError(str(e)) from e
+
+
+def cmd_relay(a: argparse.Namespace) -> int:
+    from streamer.config import ConfigError, parse_host_port
+    from streamer.relay import Relay
+    from streamer.security import CurveKeyError, load_server_keys
+    from streamer.settings import check_port_free
+
+    backend_keys = None
+    try:
+        if a.curve_server_key or a.curve_clients_dir:
+            backend_keys = load_server_keys(a.curve_server_key or "", a.curve_clients_dir or "")
+    except CurveKeyError as e:
+        raise ConfigError(str(e)) from e
+    if a.backend.startswith("tcp://"):
+        try:
+            check_port_free("backend", *parse_host_port(a.backend[len("tcp://"):]))
+        except ValueError as e:
+            raise ConfigError(f"backend: {e}") from e
+    relay = Relay(a.frontend, a.backend, backend_keys, _client_keys(a.upstream_server_key, a.client_key))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    relay.run(stop)
     return EXIT_OK
 
 
@@ -150,7 +213,7 @@ def cmd_ctl(a: argparse.Namespace) -> int:
         req = {"cmd": "set_grading", **(mix if isinstance(mix, dict) else {})}
     else:  # snapshot
         req = {"cmd": "snapshot", **({"name": a.value} if a.value else {})}
-    reply = request(a.endpoint, req, a.timeout)
+    reply = request(a.endpoint, req, a.timeout, curve=_client_keys(a.server_key, a.client_key))
     print(json.dumps(reply, indent=2))
     return EXIT_OK if reply.get("ok") else EXIT_FAIL
 
@@ -318,8 +381,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="run the daemon")
     _add_serve_args(s)
+    s.add_argument("--config", help="TOML file of settings (systemd/example.toml); the flags given override it")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
-    s.set_defaults(func=cmd_serve)
+    s.set_defaults(func=cmd_serve, **dict.fromkeys(_serve_fields()))  # None = not given: the file or the default decides
+
+    s = sub.add_parser("keygen", help="make a CURVE key pair: DIR/NAME.key (public) and DIR/NAME.key_secret")
+    s.add_argument("dir")
+    s.add_argument("--name", default="server", help="file name stem, e.g. server, or a client's name")
+    s.set_defaults(func=cmd_keygen)
+
+    s = sub.add_parser("relay", help="XSUB/XPUB relay: subscribe to several daemons, republish on one endpoint")
+    s.add_argument("--frontend", action="append", required=True, help="a daemon's publish endpoint to connect to (repeat)")
+    s.add_argument("--backend", required=True, help="endpoint to bind for subscribers, e.g. tcp://0.0.0.0:5600")
+    s.add_argument("--curve-server-key", help="CURVE on the backend: the relay's NAME.key_secret")
+    s.add_argument("--curve-clients-dir", help="CURVE on the backend: folder of allowed subscribers' public keys")
+    s.add_argument("--upstream-server-key", help="CURVE to the daemons: their server public NAME.key")
+    s.add_argument("--client-key", help="CURVE to the daemons: the relay's own client NAME.key_secret")
+    s.set_defaults(func=cmd_relay)
 
     s = sub.add_parser("view", help="watch the stream (window, or --out FILE.mp4)")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
@@ -334,6 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("ctl", help="send a control request")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     s.add_argument("--timeout", type=float, default=3.0)
+    s.add_argument("--server-key", help="CURVE: the daemon's public NAME.key")
+    s.add_argument("--client-key", help="CURVE: this client's NAME.key_secret (its NAME.key is in the daemon's curve_clients_dir)")
     s.add_argument("action", choices=["status", "style", "strength", "overlay", "mode", "grading", "snapshot"])
     s.add_argument("value", nargs="?", default="", help="style: name or mix a=0.5,b=0.5 | strength: 0–1 | "
                    "overlay: on, off or opacity 0–1 | mode: stylised, side_by_side, attention | grading: brightness=0.1,contrast=1.2,saturation=0.8 | snapshot: optional file name")
