@@ -205,3 +205,21 @@ def test_control_leaves_loopback_only_with_curve(keys: Keys) -> None:
         validate(replace(cfg, curve_server_key=str(keys.server_secret)))
     with pytest.raises(ConfigError, match="^curve_server_key: .* holds no secret key"):
         validate(replace(cfg, curve_server_key=str(keys.server_public), curve_clients_dir=str(keys.clients_dir)))
+
+
+def test_keygen_and_ctl_with_keys_from_the_command_line(daemon: ServeConfig, keys: Keys, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "streamer", "keygen", str(tmp_path / "k"), "--name", "bob"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    secret = tmp_path / "k" / "bob.key_secret"
+    assert (tmp_path / "k" / "bob.key").is_file() and secret.stat().st_mode & 0o777 == 0o600
+    again = subprocess.run([sys.executable, "-m", "streamer", "keygen", str(tmp_path / "k"), "--name", "bob"], capture_output=True, text=True, timeout=60)
+    assert again.returncode != 0 and "already exists" in again.stderr  # never overwrites a key
+    alice = next(p for p in keys.clients_dir.parent.glob("alice/alice.key_secret"))
+    ctl = [sys.executable, "-m", "streamer", "ctl", "--endpoint", daemon.control, "--timeout", "10", "--server-key", str(keys.server_public)]
+    ok = subprocess.run([*ctl, "--client-key", str(alice), "status"], capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0 and '"ok": true' in ok.stdout, ok.stderr
+    refused = subprocess.run([*ctl[:-2], "--timeout", "1", "status"], capture_output=True, text=True, timeout=60)  # no keys: no reply
+    assert refused.returncode == 1 and "no reply" in refused.stderr
