@@ -98,8 +98,10 @@ def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Calla
             _start_extras(stack, pipe, reloader)
             _serve(pipe, stop, on_ready, reloader)
     finally:
-        if cfg.curve:
-            ctx.destroy(linger=0)
+        if cfg.curve:  # term() waits for every socket to be closed by its own thread; never close them from here
+            term = threading.Thread(target=ctx.term, name="stylecast-zmq-term", daemon=True)
+            term.start()
+            term.join(2.0)
     return pipe
 
 
