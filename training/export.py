@@ -10,7 +10,6 @@ Graph contract (what ``engines`` relies on; the sidecar repeats it):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import warnings
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from engines.cache import sha256_file
 from training.generator import SIZE_MULTIPLE, Generator, GeneratorSpec, blend
 
 log = logging.getLogger(__name__)
@@ -58,14 +58,6 @@ def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, l
     except (OSError, KeyError, RuntimeError) as e:
         raise ExportError(f"cannot load generator from {checkpoint}: {e}") from e
     return g.eval(), list(ck["styles"]), dict(ck.get("config", {}))
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def export_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
