@@ -1,7 +1,7 @@
 """CUDA through pycuda: the one module that imports it.
 
 ``CudaDevice`` is a context manager for one inference thread: it retains the device's primary
-context and pushes it on the calling thread (no ``pycuda.autoinit``, which would create a context
+context and pushes it on the calling thread (never pycuda's autoinit module, which would create a context
 at import on whatever thread imported it), owns one stream and every page-locked host / device
 buffer it handed out, and on ``close()`` frees them all, then pops the context. Open, use and
 close it on the same thread.
