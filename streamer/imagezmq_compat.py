@@ -18,13 +18,10 @@ import numpy as np
 import numpy.typing as npt
 import zmq
 
+from streamer.publisher import bind_pub
 from streamer.wire import Encoding
 
 U8 = npt.NDArray[np.uint8]
-
-
-class ImageZmqError(RuntimeError):
-    """The imagezmq endpoint could not bind."""
 
 
 def imagezmq_parts(image: U8, msg: str, encoding: Encoding, jpeg: bytes | None = None) -> list[bytes | memoryview]:
@@ -51,15 +48,7 @@ class ImageZmqPublisher:
         self.dropped = 0
 
     def __enter__(self) -> Self:
-        sock = self.ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.SNDHWM, 4)
-        sock.setsockopt(zmq.LINGER, 0)
-        try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as e:
-            sock.close(0)
-            raise ImageZmqError(f"cannot bind imagezmq endpoint {self.endpoint}: {e}") from e
-        self._sock = sock
+        self._sock = bind_pub(self.ctx, self.endpoint, "imagezmq endpoint")
         return self
 
     def send(self, parts: list[bytes | memoryview]) -> None:

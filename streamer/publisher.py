@@ -21,11 +21,29 @@ class PublishError(RuntimeError):
     """The PUB socket could not bind or encode a frame."""
 
 
+# Subscribers only send subscriptions (a topic prefix); anything bigger drops the peer.
+MAX_INBOUND_BYTES = 1024
+
+
+def bind_pub(ctx: zmq.Context[Any], endpoint: str, what: str, curve: ServerKeys | None = None) -> zmq.Socket[Any]:
+    """A bound PUB socket that never queues much (SNDHWM 4, no linger) and drops peers that send
+    more than a subscription; raises PublishError naming ``what`` if it cannot bind."""
+    sock: zmq.Socket[Any] = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.SNDHWM, 4)
+    sock.setsockopt(zmq.LINGER, 0)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
+    if curve is not None:
+        curve.apply(sock)
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as e:
+        sock.close(0)
+        raise PublishError(f"cannot bind {what} to {endpoint}: {e}") from e
+    return sock
+
+
 class Publisher:
     """Sends single-part wire-v1 messages; never blocks on a slow subscriber (small HWM, NOBLOCK)."""
-
-    # Subscribers only send subscriptions (a topic prefix); anything bigger drops the peer.
-    MAX_INBOUND_BYTES = 1024
 
     def __init__(self, ctx: zmq.Context[Any], endpoint: str, encoding: wire.Encoding = "raw", jpeg_quality: int = 85,
                  curve: ServerKeys | None = None) -> None:
@@ -36,18 +54,7 @@ class Publisher:
         self.dropped = 0  # messages ZeroMQ refused because every queue was full
 
     def __enter__(self) -> Self:
-        sock = self.ctx.socket(zmq.PUB)
-        sock.setsockopt(zmq.SNDHWM, 4)
-        sock.setsockopt(zmq.LINGER, 0)
-        sock.setsockopt(zmq.MAXMSGSIZE, self.MAX_INBOUND_BYTES)
-        if self.curve is not None:
-            self.curve.apply(sock)
-        try:
-            sock.bind(self.endpoint)
-        except zmq.ZMQError as e:
-            sock.close(0)
-            raise PublishError(f"cannot bind publisher to {self.endpoint}: {e}") from e
-        self._sock = sock
+        self._sock = bind_pub(self.ctx, self.endpoint, "publisher", self.curve)
         return self
 
     @property
