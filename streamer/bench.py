@@ -24,11 +24,27 @@ from streamer.stats import Stats, summarise
 log = logging.getLogger(__name__)
 
 
+_handed_out: set[int] = set()
+_handed_out_lock = threading.Lock()
+
+
 def free_tcp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    """A loopback TCP port that is free now and that this process has not been given before.
+
+    The kernel may hand the same ephemeral port to two ``bind(0)`` calls in a row once the first
+    socket is closed, so a caller asking for a publish and a control port could get one port
+    twice (seen in CI: "control: must differ from publish"). Remembering what was handed out
+    rules that out within a process; another process may still take the port before it is bound.
+    """
+    with _handed_out_lock:
+        for _ in range(1000):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port: int = s.getsockname()[1]
+            if port not in _handed_out:
+                _handed_out.add(port)
+                return port
+    raise OSError("no loopback TCP port left that this process has not already been given")
 
 
 def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]:
