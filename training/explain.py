@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from training.generator import SIZE_MULTIPLE, Generator, GeneratorSpec, blend
+from training.export import ExportError, load_generator
+from training.generator import SIZE_MULTIPLE, Generator, blend
 
 log = logging.getLogger(__name__)
 
@@ -39,12 +40,10 @@ class ExplainError(RuntimeError):
 def load_weights(path: Path) -> tuple[Generator, list[str]]:
     """A generator from a training checkpoint (EMA weights) or a bundled ``*.generator.pt``."""
     try:
-        ck = torch.load(path, map_location="cpu", weights_only=False)
-        g = Generator(GeneratorSpec(**ck["spec"]))
-        g.load_state_dict(ck["g_ema"] if "g_ema" in ck else ck["generator"])
-    except (OSError, KeyError, RuntimeError) as e:
+        g, styles, _ = load_generator(path)
+    except ExportError as e:
         raise ExplainError(f"cannot load generator weights from {path}: {e}") from e
-    return g.eval().requires_grad_(False), list(ck["styles"])
+    return g.requires_grad_(False), styles
 
 
 def load_photo(path: Path, max_side: int) -> torch.Tensor:

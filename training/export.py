@@ -50,18 +50,27 @@ class FramePipeline(nn.Module):
 
 
 def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, list[str], dict[str, Any]]:
-    """Generator (eval, CPU) from a training checkpoint, with its style names and config."""
+    """Generator (eval, CPU) from a training checkpoint or an exported ``*.generator.pt`` (which
+    holds one set of weights, the EMA ones when they were exported), with its style names and config."""
     try:
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
         g = Generator(GeneratorSpec(**ck["spec"]))
-        g.load_state_dict(ck["g_ema" if use_ema else "g"])
+        g.load_state_dict(ck["generator"] if "generator" in ck else ck["g_ema" if use_ema else "g"])
     except (OSError, KeyError, RuntimeError) as e:
         raise ExportError(f"cannot load generator from {checkpoint}: {e}") from e
     return g.eval(), list(ck["styles"]), dict(ck.get("config", {}))
 
 
+def frame_pipeline(g: nn.Module) -> nn.Module:
+    """What export traces: our ``Generator`` re-written for fast inference (``FastFramePipeline``,
+    same function), any other generator (the TransformerNet baseline) as ``FramePipeline``."""
+    from training.fast_graph import FastFramePipeline
+
+    return FastFramePipeline(g) if isinstance(g, Generator) else FramePipeline(g)
+
+
 def export_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
-    """Trace ``FramePipeline(g)`` to ONNX at ``path`` with dynamic H, W (TorchScript exporter).
+    """Trace ``frame_pipeline(g)`` to ONNX at ``path`` with dynamic H, W (TorchScript exporter).
 
     ``g`` maps (RGB [N,3,H,W] in [0,1], style [N,S]) → (stylised, attention), like ``Generator``."""
     h, w = sample_hw
@@ -73,7 +82,7 @@ def export_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tuple[int,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            FramePipeline(g.eval()), (frame, style, strength), str(path), dynamo=False, opset_version=OPSET,
+            frame_pipeline(g.eval()), (frame, style, strength), str(path), dynamo=False, opset_version=OPSET,
             input_names=["frame", "style", "strength"], output_names=["output", "attention"],
             dynamic_axes={"frame": {1: "height", 2: "width"}, "output": {1: "height", 2: "width"}, "attention": {1: "height", 2: "width"}},
         )
@@ -96,9 +105,10 @@ def generator_weights_path(onnx_path: Path) -> Path:
     return onnx_path.with_suffix(".generator.pt")
 
 
-def save_generator(g: Generator, styles: list[str], path: Path) -> None:
-    """Inference-only weights (spec, styles, state dict): ~1 MB, no optimiser or discriminator."""
-    torch.save({"spec": g.spec.to_dict(), "styles": styles, "generator": g.state_dict()}, path)
+def save_generator(g: Generator, styles: list[str], path: Path, config: dict[str, Any] | None = None) -> None:
+    """Inference-only weights (spec, styles, state dict, training config): ~1 MB, no optimiser or
+    discriminator. ``stylecast export`` takes this file as well as a checkpoint."""
+    torch.save({"spec": g.spec.to_dict(), "styles": styles, "generator": g.state_dict(), "config": config or {}}, path)
 
 
 def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path:
@@ -108,7 +118,9 @@ def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path
     export_onnx(g, out, len(styles))
     meta = sidecar(out, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    save_generator(g, styles, generator_weights_path(out))  # for `stylecast explain`
+    weights = generator_weights_path(out)
+    if weights.resolve() != checkpoint.resolve():  # re-exporting a model from its own weights file
+        save_generator(g, styles, weights, config)  # for `stylecast explain`
     from training.fp16 import export_fp16  # the mixed-precision source of TensorRT FP16 engines
 
     export_fp16(g, out, len(styles))

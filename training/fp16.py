@@ -30,7 +30,9 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from training.export import OPSET, FramePipeline
+from training.export import OPSET
+from training.fast_graph import FastFramePipeline
+from training.generator import Generator
 
 log = logging.getLogger(__name__)
 
@@ -46,23 +48,18 @@ F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
 class CheckedFramePipeline(nn.Module):
-    """``FramePipeline`` plus ``check`` = sum of the generator head (see the module docstring)."""
+    """``FastFramePipeline`` plus ``check`` = sum of the generator head (see the module docstring)."""
 
-    def __init__(self, pipe: FramePipeline) -> None:
+    def __init__(self, pipe: FastFramePipeline) -> None:
         super().__init__()
         self.pipe = pipe
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        seen: list[torch.Tensor] = []
-        hook = self.pipe.g.head.register_forward_hook(lambda _m, _i, o: seen.append(o))
-        try:
-            out, att = self.pipe(frame, style, strength)
-        finally:
-            hook.remove()
-        return out, att, seen[0].flatten().sum(0, keepdim=True)  # ReduceSum straight to the [1] output: no FP16 tail
+        out, att, head = self.pipe.run(frame, style, strength)
+        return out, att, head.flatten().sum(0, keepdim=True)  # ReduceSum straight to the [1] output: no FP16 tail
 
 
-def export_checked_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
+def export_checked_onnx(g: Generator, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
     """FP32 ONNX of ``CheckedFramePipeline`` (same contract as ``export_onnx`` + ``check``)."""
     h, w = sample_hw
     frame = torch.zeros(1, h, w, 3, dtype=torch.uint8)
@@ -72,7 +69,7 @@ def export_checked_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            CheckedFramePipeline(FramePipeline(g.eval())), (frame, style, torch.ones(1)), str(path), dynamo=False, opset_version=OPSET,
+            CheckedFramePipeline(FastFramePipeline(g)), (frame, style, torch.ones(1)), str(path), dynamo=False, opset_version=OPSET,
             input_names=["frame", "style", "strength"], output_names=["output", "attention", CHECK_OUTPUT],
             dynamic_axes={"frame": dyn, "output": dyn, "attention": dyn},
         )
@@ -164,7 +161,7 @@ def fp16_path(onnx_path: Path) -> Path:
     return onnx_path.with_suffix(".fp16.onnx")
 
 
-def export_fp16(g: nn.Module, onnx_path: Path, num_styles: int) -> Path:
+def export_fp16(g: Generator, onnx_path: Path, num_styles: int) -> Path:
     """Write ``fp16_path(onnx_path)`` for generator ``g``; returns its path."""
     out = fp16_path(onnx_path)
     tmp = out.with_suffix(".fp32-src.onnx")

@@ -1,0 +1,77 @@
+"""The export-time rewrite of the generator computes the same function as the generator."""
+
+from __future__ import annotations
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from training.export import FramePipeline, frame_pipeline
+from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_pad, phase_conv_weight, strided_enc1_weight
+from training.generator import Generator, GeneratorSpec
+
+
+def scrambled_generator(seed: int, num_styles: int = 3) -> Generator:
+    """Random weights everywhere (a fresh head is ~0 and would hide a wrong head rewrite)."""
+    torch.manual_seed(seed)
+    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.copy_(torch.randn_like(p) * 0.5)
+    return g.eval()
+
+
+@pytest.mark.parametrize(("h", "w"), [(16, 16), (16, 40), (48, 64), (72, 96)])
+def test_fast_generator_matches_the_generator(h: int, w: int) -> None:
+    g = scrambled_generator(h * w)
+    x = torch.rand(2, 3, h, w)
+    style = torch.softmax(torch.randn(2, 3), 1)
+    with torch.no_grad():
+        ref_head = g.features(x, style)["head"]
+        ref_s, ref_a = g(x, style)
+        s, a, head = FastGenerator(g)(x.flip(1), style)  # BGR in, BGR out
+    torch.testing.assert_close(head, ref_head[:, [2, 1, 0, 3]], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(s, ref_s.flip(1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a, ref_a, atol=1e-5, rtol=1e-4)
+
+
+def test_frame_pipelines_agree_on_uint8_frames() -> None:
+    g = scrambled_generator(7)
+    frame = torch.randint(0, 256, (1, 40, 56, 3), dtype=torch.uint8)
+    style, strength = torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([0.8])
+    with torch.no_grad():
+        ref = FramePipeline(g)(frame, style, strength)
+        fast = FastFramePipeline(g)(frame, style, strength)
+    for r, f in zip(ref, fast, strict=True):
+        assert r.dtype == f.dtype == torch.uint8 and r.shape == f.shape
+        assert int((r.int() - f.int()).abs().max()) <= 1
+
+
+def test_export_traces_the_fast_graph_for_our_generator_only() -> None:
+    from training.baseline import TransformerNet
+
+    assert isinstance(frame_pipeline(scrambled_generator(0)), FastFramePipeline)
+    assert isinstance(frame_pipeline(TransformerNet()), FramePipeline)
+
+
+def test_strided_enc1_is_unshuffle_then_conv() -> None:
+    torch.manual_seed(0)
+    w, x = torch.randn(5, 48, 3, 3), torch.rand(1, 3, 16, 24)
+    ref = torch.nn.functional.conv2d(torch.nn.functional.pixel_unshuffle(x, 4), w)  # no padding: interior only
+    got = torch.nn.functional.conv2d(x.flip(1), strided_enc1_weight(w), stride=4)
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=1e-4)
+
+
+def test_block_reflect_pad_is_reflection_of_the_unshuffled_tensor() -> None:
+    x = torch.rand(1, 3, 16, 24)
+    ref = torch.nn.functional.pad(torch.nn.functional.pixel_unshuffle(x, 4), (1, 1, 1, 1), mode="reflect")
+    torch.testing.assert_close(torch.nn.functional.pixel_unshuffle(block_reflect_pad(x), 4), ref)
+
+
+def test_phase_conv_is_upsample_then_conv_in_the_interior() -> None:
+    F = torch.nn.functional
+    torch.manual_seed(1)
+    w_up, z = torch.randn(4, 6, 3, 3), torch.randn(1, 6, 10, 12)
+    ref = F.conv2d(F.interpolate(z, scale_factor=4.0, mode="bilinear", align_corners=False), w_up, padding=1)
+    got = F.pixel_shuffle(F.conv2d(z, phase_conv_weight(w_up)), 4)  # valid conv: output starts at ¼-res row 1
+    torch.testing.assert_close(got, ref[:, :, 4:-4, 4:-4], atol=1e-4, rtol=1e-4)

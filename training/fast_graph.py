@@ -1,0 +1,149 @@
+"""The generator re-written for inference: the same function with fewer full-resolution passes.
+
+Export-time only (training and the analysis tools use ``Generator``). ONNX Runtime's profiler on
+the bundled model at 640×360 (docs/BENCHMARKS.md) put most of the frame time outside the ¼/⅛-res
+convolutions: the 6-D pixel-unshuffle transpose, the RGB↔BGR flips, and the one full-resolution
+3×3 head conv over 15 bilinearly upsampled channels (with its reflection pad and concat). Three
+rewrites remove them; each is exact (float rounding aside), which the export test checks against
+the straightforward ``FramePipeline``:
+
+1. **BGR in, BGR out.** The frame's channel order is folded into the weights: the first conv's
+   input channels, the head's input channels that see the frame, and the head's colour rows.
+2. **Unshuffle + conv → strided conv.** A 3×3 conv over the 4× pixel-unshuffled frame (48
+   channels at ¼ res, reflection-padded by one block) is a 12×12 stride-4 conv over the frame
+   padded with whole 4×4 blocks (block row −1 is block row 1, as reflection of the unshuffled
+   tensor makes it). No transpose of the full-resolution frame into 48 channels.
+3. **Upsample + conv → conv + depth-to-space.** A 3×3 conv over bilinearly 4×-upsampled features
+   only ever mixes ¼-res neighbours at offsets −1…1, with weights that depend on the output
+   pixel's phase (its position mod 4). So it is a 3×3 conv at ¼ res to 16 phases × 4 channels
+   followed by depth-to-space. The weights are read off by pushing impulses through the original
+   upsample + conv. Borders match too: bilinear's clamp at the edge is a replicate pad at ¼ res,
+   and the full-resolution reflection pad lands on the same values (the two outer rows of the
+   upsampled map both equal the edge row of the ¼-res map).
+The part of the head conv that sees the frame itself stays one small 3-channel full-res conv.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from training.generator import HEAD_CHANNELS, Generator, _logit, blend
+from training.layers import ConvNormAct
+
+BLOCK = 4
+"""The generator's space-to-depth factor (``pixel_unshuffle(x, 4)``)."""
+
+_BGR = [2, 1, 0]
+"""RGB index of each BGR channel (and the reverse: the permutation is its own inverse)."""
+
+_HEAD_ROWS = [2, 1, 0, 3]
+"""Head output rows in BGR order: blue/green/red colour deltas, then the attention logit."""
+
+
+def strided_enc1_weight(w: torch.Tensor) -> torch.Tensor:
+    """[C, 48, 3, 3] weights over the RGB pixel-unshuffled frame → [C, 3, 12, 12] stride-4
+    weights over the BGR frame. Unshuffled channel ``c*16 + i*4 + j`` at ¼-res tap (ky, kx) is
+    frame pixel (4·ky + i, 4·kx + j) of channel c."""
+    cout = w.shape[0]
+    w6 = w.reshape(cout, 3, BLOCK, BLOCK, 3, 3)  # [C, c, i, j, ky, kx]
+    w12 = w6.permute(0, 1, 4, 2, 5, 3).reshape(cout, 3, 3 * BLOCK, 3 * BLOCK)  # [C, c, (ky,i), (kx,j)]
+    return w12[:, _BGR].contiguous()
+
+
+def block_reflect_pad(x: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] → [N, C, H+8, W+8]: one 4×4 block on each side, copied (not mirrored) from
+    the second block in from that edge. This is ``ReflectionPad2d(1)`` of the pixel-unshuffled
+    tensor, expressed on the frame. Needs H, W ≥ 8."""
+    b = BLOCK
+    x = torch.cat([x[:, :, b:2 * b], x, x[:, :, -2 * b:-b]], dim=2)
+    return torch.cat([x[:, :, :, b:2 * b], x, x[:, :, :, -2 * b:-b]], dim=3)
+
+
+@torch.no_grad()
+def phase_conv_weight(w_up: torch.Tensor) -> torch.Tensor:
+    """[O, C, 3, 3] full-res conv weights over ``interpolate(z, 4×, bilinear)`` → [O·16, C, 3, 3]
+    ¼-res conv weights whose depth-to-space (channel ``o*16 + i*4 + j`` → pixel phase (i, j) of
+    output o) gives the same result. Read off from impulse responses of the original ops."""
+    o_ch, c_ch = w_up.shape[:2]
+    n = 7  # impulse at (3, 3) of a 7×7 ¼-res map: far enough from the edge for the ±1 support
+    z = torch.zeros(c_ch, c_ch, n, n, dtype=w_up.dtype)
+    z[torch.arange(c_ch), torch.arange(c_ch), 3, 3] = 1.0
+    up = F.interpolate(z, scale_factor=float(BLOCK), mode="bilinear", align_corners=False)
+    r = F.conv2d(up, w_up, padding=1)  # [c (impulse), O, 28, 28]
+    k = torch.empty(o_ch, BLOCK, BLOCK, c_ch, 3, 3, dtype=w_up.dtype)
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            y0, x0 = BLOCK * (3 - dy), BLOCK * (3 - dx)
+            k[:, :, :, :, dy + 1, dx + 1] = r[:, :, y0:y0 + BLOCK, x0:x0 + BLOCK].permute(1, 2, 3, 0)
+    return k.reshape(o_ch * BLOCK * BLOCK, c_ch, 3, 3)
+
+
+def conv_norm_act(m: ConvNormAct, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``m(x, w)`` with the style's γ/β handed to instance norm as its own scale and bias (one
+    ONNX ``InstanceNormalization`` instead of norm, Mul, Add) when the batch is one frame."""
+    if x.shape[0] != 1:
+        return m(x, w)
+    h = m.conv(m.pad(x))
+    h = F.instance_norm(h, weight=(w @ m.norm.gamma)[0], bias=(w @ m.norm.beta)[0], eps=1e-5)
+    return F.relu(h) if m.act else h
+
+
+class FastGenerator(nn.Module):
+    """``Generator`` re-parameterised for inference on BGR frames (see the module docstring).
+
+    x: [N, 3, H, W] float32 **BGR** in [0, 1], H and W multiples of 8; w: [N, S] style weights
+    → stylised [N, 3, H, W] BGR in (0, 1), attention [N, 1, H, W] in (0, 1), and the raw head
+    [N, 4, H, W] (BGR colour deltas + attention logit, what ``CheckedFramePipeline`` sums).
+    The source generator is not modified; its modules are shared, not copied.
+    """
+
+    def __init__(self, g: Generator) -> None:
+        super().__init__()
+        self.g = g
+        with torch.no_grad():
+            self.enc1_w = nn.Parameter(strided_enc1_weight(g.enc1.conv.weight), requires_grad=False)
+            self.enc1_b = nn.Parameter(g.enc1.conv.bias.clone(), requires_grad=False)
+            hw, hb = g.head.weight[_HEAD_ROWS], g.head.bias[_HEAD_ROWS]
+            self.phase_w = nn.Parameter(phase_conv_weight(hw[:, :HEAD_CHANNELS]), requires_grad=False)
+            self.x_w = nn.Parameter(hw[:, HEAD_CHANNELS:][:, _BGR].contiguous(), requires_grad=False)
+            self.x_b = nn.Parameter(hb.clone(), requires_grad=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = self.g
+        h = g.enc1.norm(F.conv2d(block_reflect_pad(x), self.enc1_w, self.enc1_b, stride=BLOCK), w)
+        h = F.relu(h)
+        skip = h
+        h = conv_norm_act(g.enc2, h, w)
+        for block in g.res:
+            h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w), w)
+        h = conv_norm_act(g.dec1, F.interpolate(h, scale_factor=2.0, mode="nearest"), w) + skip
+        z = F.pad(g.squeeze(h), (1, 1, 1, 1), mode="replicate")
+        head = F.pixel_shuffle(F.conv2d(z, self.phase_w), BLOCK)
+        head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
+        stylised = torch.sigmoid(_logit(x) + head[:, :3])
+        attention = torch.sigmoid(head[:, 3:4])
+        return stylised, attention, head
+
+
+class FastFramePipeline(nn.Module):
+    """``FramePipeline``'s contract (uint8 BGR NHWC in and out) over ``FastGenerator``:
+    no colour flips, one layout transpose in and one out."""
+
+    def __init__(self, g: Generator) -> None:
+        super().__init__()
+        self.fast = FastGenerator(g.eval())
+
+    def run(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(output uint8 [1,H,W,3] BGR, attention uint8 [1,H,W,1], head float32 [1,4,H,W])."""
+        x = frame.permute(0, 3, 1, 2).float() / 255.0
+        g, a, head = self.fast(x, style)
+        y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
+        out = (y * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        att = (a * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+        return out, att, head
+
+    def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, att, _ = self.run(frame, style, strength)
+        return out, att
