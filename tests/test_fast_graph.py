@@ -21,15 +21,16 @@ def scrambled_generator(seed: int, num_styles: int = 3) -> Generator:
     return g.eval()
 
 
-@pytest.mark.parametrize(("h", "w"), [(16, 16), (16, 40), (48, 64), (72, 96)])
-def test_fast_generator_matches_the_generator(h: int, w: int) -> None:
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize(("n", "h", "w"), [(1, 16, 16), (2, 16, 40), (1, 48, 64), (1, 72, 96)])
+def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool) -> None:
     g = scrambled_generator(h * w)
-    x = torch.rand(2, 3, h, w)
-    style = torch.softmax(torch.randn(2, 3), 1)
+    x = torch.rand(n, 3, h, w)
+    style = torch.softmax(torch.randn(n, 3), 1)
     with torch.no_grad():
         ref_head = g.features(x, style)["head"]
         ref_s, ref_a = g(x, style)
-        s, a, head = FastGenerator(g)(x.flip(1), style)  # BGR in, BGR out
+        s, a, head = FastGenerator(g, fuse_norm_affine=fuse)(x.flip(1), style)  # BGR in, BGR out
     torch.testing.assert_close(head, ref_head[:, [2, 1, 0, 3]], atol=1e-4, rtol=1e-4)
     torch.testing.assert_close(s, ref_s.flip(1), atol=1e-5, rtol=1e-4)
     torch.testing.assert_close(a, ref_a, atol=1e-5, rtol=1e-4)

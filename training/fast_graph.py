@@ -21,6 +21,8 @@ the straightforward ``FramePipeline``:
    and the full-resolution reflection pad lands on the same values (the two outer rows of the
    upsampled map both equal the edge row of the ¼-res map).
 The part of the head conv that sees the frame itself stays one small 3-channel full-res conv.
+4. **Style affine inside the norm** (optional, FP32 graph only): conditional instance norm's
+   mixed γ/β become ``InstanceNormalization``'s scale and bias.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.generator import HEAD_CHANNELS, Generator, _logit, blend
-from training.layers import ConvNormAct
+from training.layers import CondInstanceNorm, ConvNormAct
 
 BLOCK = 4
 """The generator's space-to-depth factor (``pixel_unshuffle(x, 4)``)."""
@@ -80,13 +82,17 @@ def phase_conv_weight(w_up: torch.Tensor) -> torch.Tensor:
     return k.reshape(o_ch * BLOCK * BLOCK, c_ch, 3, 3)
 
 
-def conv_norm_act(m: ConvNormAct, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-    """``m(x, w)`` with the style's γ/β handed to instance norm as its own scale and bias (one
-    ONNX ``InstanceNormalization`` instead of norm, Mul, Add) when the batch is one frame."""
-    if x.shape[0] != 1:
-        return m(x, w)
-    h = m.conv(m.pad(x))
-    h = F.instance_norm(h, weight=(w @ m.norm.gamma)[0], bias=(w @ m.norm.beta)[0], eps=1e-5)
+def cond_instance_norm(norm: CondInstanceNorm, h: torch.Tensor, w: torch.Tensor, fuse: bool) -> torch.Tensor:
+    """``norm(h, w)``; with ``fuse`` and a batch of one frame, the style's γ/β are handed to instance
+    norm as its own scale and bias (one ONNX ``InstanceNormalization`` instead of norm, Mul, Add)."""
+    if not fuse or h.shape[0] != 1:
+        return norm(h, w)
+    return F.instance_norm(h, weight=(w @ norm.gamma)[0], bias=(w @ norm.beta)[0], eps=1e-5)
+
+
+def conv_norm_act(m: ConvNormAct, x: torch.Tensor, w: torch.Tensor, fuse: bool) -> torch.Tensor:
+    """``m(x, w)`` through ``cond_instance_norm``."""
+    h = cond_instance_norm(m.norm, m.conv(m.pad(x)), w, fuse)
     return F.relu(h) if m.act else h
 
 
@@ -97,11 +103,16 @@ class FastGenerator(nn.Module):
     → stylised [N, 3, H, W] BGR in (0, 1), attention [N, 1, H, W] in (0, 1), and the raw head
     [N, 4, H, W] (BGR colour deltas + attention logit, what ``CheckedFramePipeline`` sums).
     The source generator is not modified; its modules are shared, not copied.
+
+    fuse_norm_affine: put the style's γ/β inside ``InstanceNormalization`` (~4 % faster in ONNX
+    Runtime on CPU). Off for the TensorRT source graph: TensorRT's ONNX parser has required the
+    norm's scale and bias to be initializers (8.x), and these are computed from the style input.
     """
 
-    def __init__(self, g: Generator) -> None:
+    def __init__(self, g: Generator, fuse_norm_affine: bool = True) -> None:
         super().__init__()
         self.g = g
+        self.fuse = fuse_norm_affine
         with torch.no_grad():
             self.enc1_w = nn.Parameter(strided_enc1_weight(g.enc1.conv.weight), requires_grad=False)
             self.enc1_b = nn.Parameter(g.enc1.conv.bias.clone(), requires_grad=False)
@@ -112,13 +123,13 @@ class FastGenerator(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.g
-        h = g.enc1.norm(F.conv2d(block_reflect_pad(x), self.enc1_w, self.enc1_b, stride=BLOCK), w)
-        h = F.relu(h)
+        f = self.fuse
+        h = F.relu(cond_instance_norm(g.enc1.norm, F.conv2d(block_reflect_pad(x), self.enc1_w, self.enc1_b, stride=BLOCK), w, f))
         skip = h
-        h = conv_norm_act(g.enc2, h, w)
+        h = conv_norm_act(g.enc2, h, w, f)
         for block in g.res:
-            h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w), w)
-        h = conv_norm_act(g.dec1, F.interpolate(h, scale_factor=2.0, mode="nearest"), w) + skip
+            h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w, f), w, f)
+        h = conv_norm_act(g.dec1, F.interpolate(h, scale_factor=2.0, mode="nearest"), w, f) + skip
         z = F.pad(g.squeeze(h), (1, 1, 1, 1), mode="replicate")
         head = F.pixel_shuffle(F.conv2d(z, self.phase_w), BLOCK)
         head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
@@ -131,9 +142,9 @@ class FastFramePipeline(nn.Module):
     """``FramePipeline``'s contract (uint8 BGR NHWC in and out) over ``FastGenerator``:
     no colour flips, one layout transpose in and one out."""
 
-    def __init__(self, g: Generator) -> None:
+    def __init__(self, g: Generator, fuse_norm_affine: bool = True) -> None:
         super().__init__()
-        self.fast = FastGenerator(g.eval())
+        self.fast = FastGenerator(g.eval(), fuse_norm_affine)
 
     def run(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(output uint8 [1,H,W,3] BGR, attention uint8 [1,H,W,1], head float32 [1,4,H,W])."""

@@ -69,7 +69,7 @@ def export_checked_onnx(g: Generator, path: Path, num_styles: int, sample_hw: tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            CheckedFramePipeline(FastFramePipeline(g)), (frame, style, torch.ones(1)), str(path), dynamo=False, opset_version=OPSET,
+            CheckedFramePipeline(FastFramePipeline(g, fuse_norm_affine=False)), (frame, style, torch.ones(1)), str(path), dynamo=False, opset_version=OPSET,
             input_names=["frame", "style", "strength"], output_names=["output", "attention", CHECK_OUTPUT],
             dynamic_axes={"frame": dyn, "output": dyn, "attention": dyn},
         )
