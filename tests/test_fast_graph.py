@@ -7,7 +7,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from training.export import FramePipeline, frame_pipeline
-from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_pad, phase_conv_weight, strided_enc1_weight
+from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_pad, phase_conv_weight, replicate_pad1, strided_enc1_weight
 from training.generator import Generator, GeneratorSpec
 
 
@@ -76,3 +76,8 @@ def test_phase_conv_is_upsample_then_conv_in_the_interior() -> None:
     ref = F.conv2d(F.interpolate(z, scale_factor=4.0, mode="bilinear", align_corners=False), w_up, padding=1)
     got = F.pixel_shuffle(F.conv2d(z, phase_conv_weight(w_up)), 4)  # valid conv: output starts at ¼-res row 1
     torch.testing.assert_close(got, ref[:, :, 4:-4, 4:-4], atol=1e-4, rtol=1e-4)
+
+
+def test_replicate_pad1_is_torch_replicate_padding() -> None:
+    z = torch.rand(1, 2, 5, 7)
+    torch.testing.assert_close(replicate_pad1(z), torch.nn.functional.pad(z, (1, 1, 1, 1), mode="replicate"))

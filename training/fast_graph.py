@@ -63,6 +63,13 @@ def block_reflect_pad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([x[:, :, :, b:2 * b], x, x[:, :, :, -2 * b:-b]], dim=3)
 
 
+def replicate_pad1(z: torch.Tensor) -> torch.Tensor:
+    """[N, C, h, w] → [N, C, h+2, w+2], edge rows and columns repeated. Written as slices and
+    concats rather than ``Pad(mode=edge)``, which not every TensorRT release's ONNX parser takes."""
+    z = torch.cat([z[:, :, :1], z, z[:, :, -1:]], dim=2)
+    return torch.cat([z[:, :, :, :1], z, z[:, :, :, -1:]], dim=3)
+
+
 @torch.no_grad()
 def phase_conv_weight(w_up: torch.Tensor) -> torch.Tensor:
     """[O, C, 3, 3] full-res conv weights over ``interpolate(z, 4×, bilinear)`` → [O·16, C, 3, 3]
@@ -130,7 +137,7 @@ class FastGenerator(nn.Module):
         for block in g.res:
             h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w, f), w, f)
         h = conv_norm_act(g.dec1, F.interpolate(h, scale_factor=2.0, mode="nearest"), w, f) + skip
-        z = F.pad(g.squeeze(h), (1, 1, 1, 1), mode="replicate")
+        z = replicate_pad1(g.squeeze(h))
         head = F.pixel_shuffle(F.conv2d(z, self.phase_w), BLOCK)
         head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
         stylised = torch.sigmoid(_logit(x) + head[:, :3])
