@@ -200,3 +200,13 @@ def test_torchrun_two_processes_train_one_run(tmp_path: Path) -> None:
     assert ck["step"] == 3
     steps = [json.loads(line)["step"] for line in (runs[0] / "stats.jsonl").read_text().splitlines()]
     assert steps == [3]  # logged once, by rank 0
+
+
+@pytest.mark.parametrize("content", [b"garbage\n", b"\x08\x01\x12\x05not a pickle", b""])
+def test_a_file_that_is_not_a_checkpoint_is_a_typed_error(tmp_path: Path, content: bytes) -> None:
+    from training.export import ExportError
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(content)
+    with pytest.raises(ExportError, match="cannot load generator"):
+        load_generator(bad)

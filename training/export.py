@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import pickle
 import warnings
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,11 @@ class ExportError(RuntimeError):
     """The checkpoint cannot be exported."""
 
 
+def to_u8_nhwc(t: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] float in [0, 1] → [N, H, W, C] uint8 (round, clamp, cast, in the graph)."""
+    return (t * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+
+
 class FramePipeline(nn.Module):
     """uint8 BGR NHWC in → generator → uint8 BGR NHWC + attention out. Everything in-graph."""
 
@@ -44,9 +50,7 @@ class FramePipeline(nn.Module):
         x = frame.permute(0, 3, 1, 2).float().flip(1) / 255.0  # BGR NHWC uint8 → RGB NCHW [0,1]
         g, a = self.g(x, style)
         y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
-        out = (y.flip(1) * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
-        att = (a * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
-        return out, att
+        return to_u8_nhwc(y.flip(1)), to_u8_nhwc(a)
 
 
 def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, list[str], dict[str, Any]]:
@@ -56,7 +60,7 @@ def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, l
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
         g = Generator(GeneratorSpec(**ck["spec"]))
         g.load_state_dict(ck["generator"] if "generator" in ck else ck["g_ema" if use_ema else "g"])
-    except (OSError, KeyError, RuntimeError) as e:
+    except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError) as e:  # not a checkpoint
         raise ExportError(f"cannot load generator from {checkpoint}: {e}") from e
     return g.eval(), list(ck["styles"]), dict(ck.get("config", {}))
 
@@ -118,9 +122,7 @@ def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path
     export_onnx(g, out, len(styles))
     meta = sidecar(out, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
     out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    weights = generator_weights_path(out)
-    if weights.resolve() != checkpoint.resolve():  # re-exporting a model from its own weights file
-        save_generator(g, styles, weights, config)  # for `stylecast explain`
+    save_generator(g, styles, generator_weights_path(out), config)  # for `stylecast explain`
     from training.fp16 import export_fp16  # the mixed-precision source of TensorRT FP16 engines
 
     export_fp16(g, out, len(styles))

@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from training.export import to_u8_nhwc
 from training.generator import HEAD_CHANNELS, Generator, _logit, blend
 from training.layers import CondInstanceNorm, ConvNormAct
 
@@ -158,9 +159,7 @@ class FastFramePipeline(nn.Module):
         x = frame.permute(0, 3, 1, 2).float() / 255.0
         g, a, head = self.fast(x, style)
         y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
-        out = (y * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
-        att = (a * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
-        return out, att, head
+        return to_u8_nhwc(y), to_u8_nhwc(a), head
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, att, _ = self.run(frame, style, strength)
