@@ -339,7 +339,11 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                     photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips]
                     t = ev.temporal_synthetic(eng, photos, w, a.frames, size, a.seed)
                 report["temporal"][name] = {"warp_error_raw": round(t.raw, 3), "warp_error_stylised": round(t.stylised, 3), "ratio": round(t.ratio, 3)}
-                print(f"{name:<30} warp error raw {t.raw:6.2f}  stylised {t.stylised:6.2f}  ratio {t.ratio:5.2f}")
+                line = f"{name:<30} warp error raw {t.raw:6.2f}  stylised {t.stylised:6.2f}  ratio {t.ratio:5.2f}"
+                if t.floor is not None and t.floor_ratio is not None:
+                    report["temporal"][name] |= {"warp_error_floor": round(t.floor, 3), "floor_ratio": round(t.floor_ratio, 3)}
+                    line += f"  (no-flicker floor {t.floor_ratio:5.2f})"
+                print(line)
         if a.images:
             refs = ev.style_references(eng.model.raw)
             for spec in a.style_image or []:
@@ -470,8 +474,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("width", int), ("blocks", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
+    s.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=None,
+                   help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")
+    s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
+                   help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

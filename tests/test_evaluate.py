@@ -55,6 +55,23 @@ def test_strength_zero_model_adds_no_flicker(tiny_model: Path, tmp_path: Path) -
     with engines.create_engine("onnxruntime", tiny_model, threads=1) as eng:
         t = ev.temporal_synthetic(eng, [p], np.array([1, 0], np.float32), 4, (96, 64), 0)
     assert t.raw > 0 and t.stylised > 0 and np.isfinite(t.ratio)
+    assert t.floor is not None and t.floor > 0 and t.floor_ratio is not None
+
+
+def test_floor_of_a_pointwise_model_is_its_stylised_error(tmp_path: Path) -> None:
+    """A per-pixel colour map is perfectly stable: moving its output and stylising the moved frames
+    agree up to rounding, so the floor equals the stylised error (and the identity's, the raw)."""
+    from engines.base import InferResult
+
+    class Invert:  # duck-typed engine: what temporal_synthetic calls
+        def infer(self, frame: np.ndarray, weights: np.ndarray, strength: float) -> InferResult:
+            return InferResult(255 - frame, np.zeros(frame.shape[:2], np.uint8))
+
+    img = _photo()
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), img)
+    t = ev.temporal_synthetic(Invert(), [path], np.ones(1, np.float32), 5, (96, 64), 0)  # type: ignore[arg-type]
+    assert t.floor == pytest.approx(t.stylised, rel=1e-2) and t.stylised == pytest.approx(t.raw, rel=1e-2)
 
 
 def test_vgg_reads_the_hed_layout(tmp_path: Path) -> None:

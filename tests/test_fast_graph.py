@@ -11,20 +11,22 @@ from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_
 from training.generator import Generator, GeneratorSpec
 
 
-def scrambled_generator(seed: int, num_styles: int = 3) -> Generator:
-    """Random weights everywhere (a fresh head is ~0 and would hide a wrong head rewrite)."""
+def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False) -> Generator:
+    """Random weights everywhere (a fresh head is ~0 and would hide a wrong head rewrite);
+    ``antialias`` turns on every anti-aliasing option of the spec."""
     torch.manual_seed(seed)
-    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1))
+    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias))
     with torch.no_grad():
         for p in g.parameters():
             p.copy_(torch.randn_like(p) * 0.5)
     return g.eval()
 
 
+@pytest.mark.parametrize("antialias", [False, True])
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize(("n", "h", "w"), [(1, 16, 16), (2, 16, 40), (1, 48, 64), (1, 72, 96)])
-def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool) -> None:
-    g = scrambled_generator(h * w)
+def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool, antialias: bool) -> None:
+    g = scrambled_generator(h * w, antialias=antialias)
     x = torch.rand(n, 3, h, w)
     style = torch.softmax(torch.randn(n, 3), 1)
     with torch.no_grad():
@@ -36,8 +38,9 @@ def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool
     torch.testing.assert_close(a, ref_a, atol=1e-5, rtol=1e-4)
 
 
-def test_frame_pipelines_agree_on_uint8_frames() -> None:
-    g = scrambled_generator(7)
+@pytest.mark.parametrize("antialias", [False, True])
+def test_frame_pipelines_agree_on_uint8_frames(antialias: bool) -> None:
+    g = scrambled_generator(7, antialias=antialias)
     frame = torch.randint(0, 256, (1, 40, 56, 3), dtype=torch.uint8)
     style, strength = torch.tensor([[0.2, 0.5, 0.3]]), torch.tensor([0.8])
     with torch.no_grad():

@@ -121,6 +121,87 @@ def test_temporal_loss_zero_for_an_equivariant_generator() -> None:
     assert float(losses.temporal_loss(xw + 0.1, xw, valid)) == pytest.approx(0.1, rel=1e-4)
 
 
+def test_second_view_is_the_same_motion_on_the_centre_crop() -> None:
+    from training.warp import second_view
+
+    torch.manual_seed(1)
+    context = torch.rand(3, 3, 48, 64)
+    theta = random_affine(3, 0.05, 2.0, 0.03, torch.Generator().manual_seed(2))
+    x, moved, theta_c = second_view(context, theta, 8)
+    assert x.shape == moved.shape == (3, 3, 32, 48)
+    torch.testing.assert_close(x, context[..., 8:-8, 8:-8])
+    # an identity generator is perfectly consistent: warping the centre crop by the re-expressed
+    # motion gives the moved view wherever the warp has a source
+    warped, valid = warp(x, theta_c)
+    assert 0.5 < float(valid.mean()) < 1.0
+    inner = -torch.nn.functional.max_pool2d(-valid, 3, stride=1, padding=1)  # not the half-pixel rim the border pad fills
+    inner[..., [0, -1], :], inner[..., :, [0, -1]] = 0, 0
+    assert float(losses.temporal_loss(moved, warped, inner)) < 1e-5
+    # and the moved view is picture everywhere: no smeared border rows or columns
+    assert float((moved[..., 0, :] - moved[..., 1, :]).abs().mean()) > 0.05
+    with pytest.raises(ValueError, match="margin"):
+        second_view(context, theta, 24)
+
+
+def test_training_with_the_stable_video_recipe(tmp_path: Path) -> None:
+    """The anti-aliased generator, a second view warped from context, a blurred temporal loss:
+    it trains, records the recipe, and its checkpoint exports with the spec it was trained with."""
+    from tests.conftest import make_images
+    from training.config import TrainConfig
+    from training.export import export_checkpoint
+    from training.train import train
+
+    content = make_images(tmp_path / "content", 3, (64, 80), 0)
+    style = make_images(tmp_path / "style", 1, (64, 64), 1)
+    cfg = TrainConfig(content=str(content), styles=(str(style),), out=str(tmp_path / "runs"), steps=3, batch=2, crop=32,
+                      style_size=64, width=8, blocks=1, backbone="fake", sample_every=3, ckpt_every=3, device="cpu",
+                      antialias=True, w_temporal=100.0, temporal_blur=1.5, temporal_margin=8)
+    ck_path = train(cfg)
+    ck = torch.load(ck_path, weights_only=False)
+    assert ck["spec"]["antialias"] is True and ck["config"]["temporal_margin"] == 8
+    lines = [json.loads(x) for x in (ck_path.parent / "stats.jsonl").read_text().splitlines()]
+    assert lines[-1]["temporal"] > 0
+    meta = json.loads(export_checkpoint(ck_path, tmp_path / "m.onnx").with_suffix(".json").read_text())
+    assert meta["generator"]["antialias"] is True
+
+
+def test_blurred_temporal_loss_sees_flicker_not_noise() -> None:
+    torch.manual_seed(0)
+    a = torch.rand(2, 3, 48, 48)
+    valid = torch.ones(2, 1, 48, 48)
+    # a low-frequency change (what flicker is, after the metric's blur) survives the blur ...
+    assert float(losses.temporal_loss(a + 0.1, a, valid, sigma=1.5)) == pytest.approx(0.1, rel=1e-4)
+    # ... pixel noise, which no generator can remove from its input's passthrough, mostly does not
+    noisy = a + 0.05 * torch.randn_like(a)
+    raw, blurred = float(losses.temporal_loss(noisy, a, valid)), float(losses.temporal_loss(noisy, a, valid, sigma=1.5))
+    assert raw == pytest.approx(0.05 * (2 / torch.pi) ** 0.5, rel=0.05) and blurred < raw / 4
+    # pixels next to the invalid region do not count (the mask is eroded by the blur's radius)
+    half = valid.clone()
+    half[..., :24] = 0
+    b = a.clone()
+    b[..., :24] += 1.0  # garbage where the warp had no source
+    assert float(losses.temporal_loss(b, a, half, sigma=1.5)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_blur2d_keeps_flat_images_and_antialiased_spec_round_trips(tmp_path: Path) -> None:
+    from training.export import load_generator, save_generator
+    from training.layers import Blur2d
+
+    flat = torch.full((1, 4, 8, 8), 0.3)
+    torch.testing.assert_close(Blur2d(4)(flat), flat)
+    g = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True))
+    assert not any("kernel" in k for k in g.state_dict())  # fixed filter, not a weight
+    save_generator(g, ["a", "b"], tmp_path / "m.generator.pt")
+    g2, _, _ = load_generator(tmp_path / "m.generator.pt")
+    assert g2.spec.antialias and isinstance(g2.blur, Blur2d)
+    x, w = torch.rand(1, 3, 32, 32), torch.tensor([[1.0, 0.0]])
+    with torch.no_grad():
+        torch.testing.assert_close(g2(x, w)[0], g.eval()(x, w)[0])
+    # checkpoints from before the option load as they were trained: no blur, nearest upsampling
+    old = Generator(GeneratorSpec(**{"num_styles": 2, "width": 8, "blocks": 1}))
+    assert not old.spec.antialias and isinstance(old.blur, torch.nn.Identity)
+
+
 def test_fake_backbone_and_unknown_backbone() -> None:
     from training.backbone import BackboneError, build_backbone
 

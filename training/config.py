@@ -19,6 +19,8 @@ class TrainConfig:
     style_size: int = 384  # longer side of style images for Gram targets and D crops, px
     width: int = 32
     blocks: int = 3
+    antialias: bool = False  # blur before the 4× and 2× downsampling, bilinear 2× upsampling (GeneratorSpec)
+    smooth_head: bool = False  # blur the ¼-res head channels before the 4× upsampling (GeneratorSpec)
     lr_g: float = 3e-3
     lr_d: float = 2e-4
     w_content: float = 1.0
@@ -28,6 +30,9 @@ class TrainConfig:
     w_attention: float = 0.2
     attention_mean: float = 0.7  # attention above this mean is penalised
     w_temporal: float = 2.0
+    temporal_blur: float = 0.0  # σ (px) of the Gaussian the temporal difference is blurred with; 0 = none
+    temporal_noise: float = 0.02  # std of the noise added to the warped second view (0–1 scale)
+    temporal_margin: int = 0  # px of context around each crop that the second view is warped from; 0 = smeared border
     ema_decay: float = 0.995
     backbone: Literal["efficientnet_lite0", "fake"] = "efficientnet_lite0"
     sample_every: int = 250

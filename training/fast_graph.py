@@ -132,13 +132,13 @@ class FastGenerator(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.g
         f = self.fuse
-        h = F.relu(cond_instance_norm(g.enc1.norm, F.conv2d(block_reflect_pad(x), self.enc1_w, self.enc1_b, stride=BLOCK), w, f))
+        h = F.relu(cond_instance_norm(g.enc1.norm, F.conv2d(block_reflect_pad(g.in_blur(x)), self.enc1_w, self.enc1_b, stride=BLOCK), w, f))
         skip = h
-        h = conv_norm_act(g.enc2, h, w, f)
+        h = conv_norm_act(g.enc2, g.blur(h), w, f)
         for block in g.res:
             h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w, f), w, f)
-        h = conv_norm_act(g.dec1, F.interpolate(h, scale_factor=2.0, mode="nearest"), w, f) + skip
-        z = replicate_pad1(g.squeeze(h))
+        h = conv_norm_act(g.dec1, g.upsample_half(h), w, f) + skip
+        z = replicate_pad1(g.head_blur(g.squeeze(h)))
         head = F.pixel_shuffle(F.conv2d(z, self.phase_w), BLOCK)
         head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
         stylised = torch.sigmoid(_logit(x) + head[:, :3])

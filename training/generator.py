@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.layers import ConvNormAct, ResBlock
+from training.layers import Blur2d, ConvNormAct, ResBlock
 
 HEAD_CHANNELS = 12
 
@@ -36,8 +36,18 @@ class GeneratorSpec:
     num_styles: int
     width: int = 32  # channels at ¼ resolution; ⅛ resolution uses 2× this
     blocks: int = 3  # residual blocks at ⅛ resolution
+    # Anti-aliased resolution changes: a 5×5 binomial blur (σ = 1 px) of the frame before the 4×
+    # space-to-depth, a 3×3 one before the stride-2 conv, and bilinear (not nearest) 2× upsampling
+    # after the ⅛-res blocks. Without them a camera move of a fraction of a cell (2 px at ¼ res,
+    # 4 px at ⅛) changes the style pattern itself: that was most of the first models' flicker.
+    # The head still sees the unblurred frame, so edges stay sharp.
+    antialias: bool = False
+    # A 3×3 binomial blur of the 12 ¼-res head channels before their bilinear 4× upsampling:
+    # bilinear interpolation follows a sub-cell (1–3 px) move only for features that are smooth
+    # at ¼ res, so this trades a little stroke sharpness for stability.
+    smooth_head: bool = False
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
 
 
@@ -54,10 +64,13 @@ class Generator(nn.Module):
         self.spec = spec
         c1, c2, s = spec.width, spec.width * 2, spec.num_styles
         self.enc1 = ConvNormAct(3 * 16, c1, 3, 1, s)  # ¼ res, after 4× unshuffle
+        self.in_blur = Blur2d(3, (1.0, 4.0, 6.0, 4.0, 1.0)) if spec.antialias else nn.Identity()
+        self.blur = Blur2d(c1) if spec.antialias else nn.Identity()
         self.enc2 = ConvNormAct(c1, c2, 3, 2, s)  # ⅛ res
         self.res = nn.ModuleList([ResBlock(c2, s) for _ in range(spec.blocks)])
         self.dec1 = ConvNormAct(c2, c1, 3, 1, s)  # ¼ res after nearest 2× upsample
         self.squeeze = nn.Conv2d(c1, HEAD_CHANNELS, 1)  # ¼ res, few channels to upsample
+        self.head_blur = Blur2d(HEAD_CHANNELS) if spec.smooth_head else nn.Identity()
         # The only full-resolution layer: sees the upsampled features and the input itself, so
         # it can keep edges sharp; 3 colour deltas + 1 attention logit.
         self.head = nn.Conv2d(HEAD_CHANNELS + 3, 4, 3, 1, 1, padding_mode="reflect")
@@ -69,19 +82,25 @@ class Generator(nn.Module):
     def features(self, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's activation, for the interpretability tools and FP16 range checks."""
         out: dict[str, torch.Tensor] = {}
-        h = self.enc1(F.pixel_unshuffle(x, 4), w)
+        h = self.enc1(F.pixel_unshuffle(self.in_blur(x), 4), w)
         out["enc1"] = h
         skip = h
-        h = self.enc2(h, w)
+        h = self.enc2(self.blur(h), w)
         out["enc2"] = h
         for i, block in enumerate(self.res):
             h = block(h, w)
             out[f"res{i}"] = h
-        h = self.dec1(F.interpolate(h, scale_factor=2.0, mode="nearest"), w) + skip
+        h = self.dec1(self.upsample_half(h), w) + skip
         out["dec1"] = h
-        up = F.interpolate(self.squeeze(h), scale_factor=4.0, mode="bilinear", align_corners=False)
+        up = F.interpolate(self.head_blur(self.squeeze(h)), scale_factor=4.0, mode="bilinear", align_corners=False)
         out["head"] = self.head(torch.cat([up, x], dim=1))
         return out
+
+    def upsample_half(self, h: torch.Tensor) -> torch.Tensor:
+        """⅛-res features → ¼ res: bilinear when ``spec.antialias``, else nearest."""
+        if self.spec.antialias:
+            return F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return F.interpolate(h, scale_factor=2.0, mode="nearest")
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         head = self.features(x, w)["head"]

@@ -32,6 +32,25 @@ class CondInstanceNorm(nn.Module):
         return h * g + b
 
 
+class Blur2d(nn.Module):
+    """Fixed binomial low-pass, depthwise, reflection-padded: the anti-aliasing filter in front
+    of a subsampling step (Zhang 2019, "Making convolutional networks shift-invariant again").
+    ``taps`` is the 1-D kernel ((1, 2, 1): 3×3; (1, 4, 6, 4, 1): 5×5, σ = 1 px); it is applied
+    along both axes, normalised to sum 1. [N, C, H, W] → same shape. No parameters; the kernel is
+    a non-persistent buffer, so checkpoints are unchanged by it."""
+
+    def __init__(self, channels: int, taps: tuple[float, ...] = (1.0, 2.0, 1.0)) -> None:
+        super().__init__()
+        k = torch.tensor(taps)
+        k2 = k[:, None] * k[None, :]
+        self.register_buffer("kernel", (k2 / k2.sum()).expand(channels, 1, len(taps), len(taps)).contiguous(), persistent=False)
+        self.pad = len(taps) // 2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        p = self.pad
+        return F.conv2d(F.pad(x, (p, p, p, p), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1])
+
+
 class ConvNormAct(nn.Module):
     """Reflection-padded conv → conditional instance norm → ReLU (optional)."""
 

@@ -29,7 +29,7 @@ from training.data import ContentSampler, StyleSet, load_styles, random_crop
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
 from training.generator import Generator, GeneratorSpec, blend
-from training.warp import random_affine, warp
+from training.warp import random_affine, second_view, warp
 
 log = logging.getLogger(__name__)
 
@@ -80,10 +80,12 @@ class Trainer:
         self.rng = random.Random(cfg.seed + self.world.rank)  # each rank draws its own batches
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size)
-        self.content = ContentSampler(Path(cfg.content), cfg.crop, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
+        # With a temporal margin, crops carry context for the moved second view (``second_view``).
+        self.margin = cfg.temporal_margin if cfg.w_temporal > 0 else 0
+        self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head)
         g = Generator(spec).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
@@ -94,7 +96,7 @@ class Trainer:
         self.g_train, self.d_train = wrap(self.world, g), wrap(self.world, d)  # DDP when under torchrun
         self.use_amp = self.device.type == "cuda"
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
-        self.fixed_x = self.content.batch(4).to(self.device)  # the sample grid's rows
+        self.fixed_x = self.centre(self.content.batch(4)).to(self.device)  # the sample grid's rows
 
     def _load_teacher(self, path: str) -> Generator:
         """The frozen teacher (EMA weights); its styles must be the student's, in order."""
@@ -108,14 +110,21 @@ class Trainer:
         return t.to(self.device).requires_grad_(False)
 
     # -- one training step, in parts ------------------------------------------------------
-    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Content crops x [B,3,c,c], style index [B], one-hot weights [B,S], real painting crops."""
+    def centre(self, context: torch.Tensor) -> torch.Tensor:
+        """[B,3,c+2m,c+2m] crops with context → their [B,3,c,c] centres."""
+        m = self.margin
+        return context[..., m:-m, m:-m] if m else context
+
+    def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Content crops x [B,3,c,c], the same crops with context [B,3,c+2m,c+2m] (x itself when
+        there is no temporal margin), style index [B], one-hot weights [B,S], real painting crops."""
         cfg, n = self.cfg, self.cfg.batch
-        x = self.content.batch(n).to(self.device)
+        context = self.content.batch(n).to(self.device)
+        x = self.centre(context)
         idx = torch.tensor([self.rng.randrange(len(self.styles)) for _ in range(n)], device=self.device)
         w = F.one_hot(idx, len(self.styles)).float()
         real = torch.stack([random_crop(self.rng.choice(self.styles[i].images), cfg.crop, self.rng, (0.3, 0.8)) for i in idx.tolist()])
-        return x, idx, w, real.to(self.device)
+        return x, context, idx, w, real.to(self.device)
 
     def d_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, real: torch.Tensor) -> float:
         st = self.state
@@ -132,13 +141,14 @@ class Trainer:
         st.opt_d.step()
         return float(loss.detach())
 
-    def g_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
+    def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
         cfg, st, bb = self.cfg, self.state, self.backbone
         n = x.shape[0]
         if cfg.w_temporal > 0:  # the warped second view goes through G in the same forward
-            theta = random_affine(n, 0.05, 2.0, 0.03).to(self.device)
-            xw, valid = warp(x, theta)
-            xw = (xw + 0.02 * torch.randn_like(xw)).clamp(0, 1)
+            theta = random_affine(n, 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
+            x_ctx, xw, theta = second_view(context, theta, self.margin)
+            assert x_ctx.shape == x.shape
+            xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
             x_in, w_in = torch.cat([x, xw]), torch.cat([w, w])
         else:
             x_in, w_in = x, w
@@ -159,8 +169,8 @@ class Trainer:
                 "attention": losses.attention_prior(a, cfg.attention_mean),
             }
             if cfg.w_temporal > 0:
-                y_warped, _ = warp(y, theta)
-                terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid)
+                y_warped, valid = warp(y, theta)
+                terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur)
             if self.teacher is not None:
                 with torch.no_grad():
                     tg, ta = self.teacher(x, w)
@@ -228,9 +238,9 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             while st.step < cfg.steps:
-                x, idx, w, real = self.sample_batch()
+                x, context, idx, w, real = self.sample_batch()
                 d_loss = self.d_step(x, idx, w, real)
-                g_terms = self.g_step(x, idx, w)
+                g_terms = self.g_step(x, context, idx, w)
                 self.ema_update()
                 st.step += 1
                 bar.update(1)
