@@ -58,6 +58,16 @@ def test_export_traces_the_fast_graph_for_our_generator_only() -> None:
     assert isinstance(frame_pipeline(TransformerNet()), FramePipeline)
 
 
+def test_shift_in_logit_space_is_sigmoid_of_shifted_logit() -> None:
+    from training.fast_graph import shift_in_logit_space
+    from training.generator import _logit
+
+    x = torch.cat([torch.tensor([0.0, 1e-4, 0.5, 1.0]), torch.rand(60)]).view(1, 1, 8, 8)
+    d = torch.cat([torch.tensor([-200.0, 30.0, 0.0, 200.0]), torch.randn(60) * 4]).view(1, 1, 8, 8)
+    torch.testing.assert_close(shift_in_logit_space(x, d), torch.sigmoid(_logit(x) + d), atol=1e-6, rtol=1e-5)
+    assert torch.isfinite(shift_in_logit_space(x.half(), d.half())).all()  # e^200 overflows to inf: result 0, not NaN
+
+
 def test_strided_enc1_is_unshuffle_then_conv() -> None:
     torch.manual_seed(0)
     w, x = torch.randn(5, 48, 3, 3), torch.rand(1, 3, 16, 24)

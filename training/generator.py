@@ -51,7 +51,11 @@ class GeneratorSpec:
         return asdict(self)
 
 
-def _logit(x: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+LOGIT_EPS = 1e-3
+"""Frames are clamped to [eps, 1 − eps] before the logit (0 and 1 have none)."""
+
+
+def _logit(x: torch.Tensor, eps: float = LOGIT_EPS) -> torch.Tensor:
     x = x.clamp(eps, 1.0 - eps)
     return torch.log(x) - torch.log1p(-x)
 

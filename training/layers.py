@@ -36,19 +36,24 @@ class Blur2d(nn.Module):
     """Fixed binomial low-pass, depthwise, reflection-padded: the anti-aliasing filter in front
     of a subsampling step (Zhang 2019, "Making convolutional networks shift-invariant again").
     ``taps`` is the 1-D kernel ((1, 2, 1): 3×3; (1, 4, 6, 4, 1): 5×5, σ = 1 px); it is applied
-    along both axes, normalised to sum 1. [N, C, H, W] → same shape. No parameters; the kernel is
-    a non-persistent buffer, so checkpoints are unchanged by it."""
+    along both axes, normalised to sum 1. [N, C, H, W] → same shape. No parameters; the kernels are
+    non-persistent buffers, so checkpoints are unchanged by it."""
 
     def __init__(self, channels: int, taps: tuple[float, ...] = (1.0, 2.0, 1.0)) -> None:
         super().__init__()
         k = torch.tensor(taps)
-        k2 = k[:, None] * k[None, :]
-        self.register_buffer("kernel", (k2 / k2.sum()).expand(channels, 1, len(taps), len(taps)).contiguous(), persistent=False)
-        self.pad = len(taps) // 2
+        k = k / k.sum()
+        n = len(taps)
+        # Separable: a 1×n then an n×1 depthwise conv (2n taps a pixel, not n²; at full
+        # resolution that is most of the filter's cost in ONNX Runtime).
+        self.register_buffer("row", k.view(1, 1, 1, n).expand(channels, 1, 1, n).contiguous(), persistent=False)
+        self.register_buffer("col", k.view(1, 1, n, 1).expand(channels, 1, n, 1).contiguous(), persistent=False)
+        self.pad = n // 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.pad
-        return F.conv2d(F.pad(x, (p, p, p, p), mode="reflect"), self.kernel.to(x.dtype), groups=x.shape[1])
+        p, c = self.pad, x.shape[1]
+        x = F.pad(x, (p, p, p, p), mode="reflect")
+        return F.conv2d(F.conv2d(x, self.row.to(x.dtype), groups=c), self.col.to(x.dtype), groups=c)
 
 
 class ConvNormAct(nn.Module):
