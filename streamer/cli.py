@@ -321,11 +321,19 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import engines
-    from streamer.config import default_model_path
+    from streamer.config import ConfigError, default_model_path
     from training import evaluate as ev
 
     model = Path(a.model) if a.model else default_model_path()
     size = (a.width, a.height)
+    shifts: list[int] = []
+    if a.shifts:
+        try:
+            shifts = [int(v) for v in a.shifts.split(",")]
+        except ValueError as e:
+            raise ConfigError(f"--shifts: integers in px, comma-separated, got {a.shifts!r}") from e
+        if min(shifts) < 1 or max(shifts) >= a.width or a.motion_clips is None:
+            raise ConfigError("--shifts: each shift 1 ≤ px < width, and --motion-clips names the photos")
     report: dict[str, Any] = {"model": str(model), "size": list(size)}
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
         styles = eng.model.styles
@@ -344,6 +352,13 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                     report["temporal"][name] |= {"warp_error_floor": round(t.floor, 3), "floor_ratio": round(t.floor_ratio, 3)}
                     line += f"  (no-flicker floor {t.floor_ratio:5.2f})"
                 print(line)
+        if shifts:
+            photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips]
+            report["shift"] = {}
+            for i, name in enumerate(styles):
+                errs = ev.shift_errors(eng, photos, np.eye(len(styles), dtype=np.float32)[i], shifts, size)
+                report["shift"][name] = {str(k): round(v, 3) for k, v in errs.items()}
+                print(f"{name:<30} shift error " + "  ".join(f"{k} px {v:5.2f}" for k, v in errs.items()))
         if a.images:
             refs = ev.style_references(eng.model.raw)
             for spec in a.style_image or []:
@@ -490,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--video", help="a clip; motion estimated with optical flow")
     s.add_argument("--motion-clips", help="folder of photos: synthetic clips with known affine motion")
     s.add_argument("--clips", type=int, default=6, help="photos used for --motion-clips")
+    s.add_argument("--shifts", help="PX,PX,…: output change under exact integer camera shifts (aliasing test), on the --motion-clips photos")
     s.add_argument("--frames", type=int, default=10, help="frames per clip")
     s.add_argument("--images", help="folder of photos for style distance and edge F1")
     s.add_argument("--max-images", type=int, default=12)

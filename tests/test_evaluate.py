@@ -12,6 +12,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from engines.base import InferResult  # noqa: E402
 from training import evaluate as ev  # noqa: E402
 
 
@@ -58,15 +59,17 @@ def test_strength_zero_model_adds_no_flicker(tiny_model: Path, tmp_path: Path) -
     assert t.floor is not None and t.floor > 0 and t.floor_ratio is not None
 
 
+class Invert:
+    """A duck-typed engine (what the evaluate functions call) that inverts every pixel: a
+    per-pixel colour map, so perfectly stable under any camera motion."""
+
+    def infer(self, frame: np.ndarray, weights: np.ndarray, strength: float) -> InferResult:
+        return InferResult(255 - frame, np.zeros(frame.shape[:2], np.uint8))
+
+
 def test_floor_of_a_pointwise_model_is_its_stylised_error(tmp_path: Path) -> None:
     """A per-pixel colour map is perfectly stable: moving its output and stylising the moved frames
     agree up to rounding, so the floor equals the stylised error (and the identity's, the raw)."""
-    from engines.base import InferResult
-
-    class Invert:  # duck-typed engine: what temporal_synthetic calls
-        def infer(self, frame: np.ndarray, weights: np.ndarray, strength: float) -> InferResult:
-            return InferResult(255 - frame, np.zeros(frame.shape[:2], np.uint8))
-
     img = _photo()
     path = tmp_path / "p.png"
     cv2.imwrite(str(path), img)
@@ -101,7 +104,7 @@ def test_evaluate_cli(tiny_model: Path, tmp_path: Path) -> None:
     ref = tmp_path / "ref.png"
     cv2.imwrite(str(ref), _photo(5))
     out = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--frames", "3",
-                          "--images", str(photos), "--width", "96", "--height", "64", "--json", str(tmp_path / "r.json")],
+                          "--images", str(photos), "--width", "96", "--height", "64", "--shifts", "1,4,8", "--json", str(tmp_path / "r.json")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     import json
@@ -109,3 +112,15 @@ def test_evaluate_cli(tiny_model: Path, tmp_path: Path) -> None:
     r = json.loads((tmp_path / "r.json").read_text())
     assert set(r["temporal"]) == {"style_a", "style_b"} and set(r["images"]) == {"style_a", "style_b"}
     assert all(0 <= s["edge_f1"] <= 1 for s in r["images"].values())
+    assert set(r["shift"]["style_a"]) == {"1", "4", "8"} and all(v >= 0 for v in r["shift"]["style_a"].values())
+    bad = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--shifts", "1,x"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--shifts" in bad.stderr
+
+
+def test_shift_errors_of_a_pointwise_model_are_zero(tmp_path: Path) -> None:
+    """Per-pixel colour maps commute with any shift: the test reports exactly nothing for them."""
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), _photo())
+    errs = ev.shift_errors(Invert(), [path], np.ones(1, np.float32), [1, 3, 8], (96, 64))  # type: ignore[arg-type]
+    assert set(errs) == {1, 3, 8} and max(errs.values()) < 1e-4

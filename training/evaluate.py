@@ -146,6 +146,30 @@ def temporal_video(engine: BaseEngine, video: Path, weights: np.ndarray, max_fra
     return Temporal(float(np.mean(raw)), float(np.mean(sty)))
 
 
+def shift_errors(engine: BaseEngine, photos: list[Path], weights: np.ndarray, shifts: list[int], size: tuple[int, int]) -> dict[int, float]:
+    """Per integer shift dx (px): mean |blur(S(b)) − blur(S(a)) moved by dx| (0–255), a and b two
+    ``size`` crops of each photo dx apart. The raw frames agree exactly, so this is all the
+    model's; an error that is small at multiples of 8 px but large between them is aliasing at
+    the model's ¼ and ⅛ resolution grids, not motion it cannot follow."""
+    w, h = size
+    errs: dict[int, list[float]] = {dx: [] for dx in shifts}
+    for p in photos:
+        img = cv2.imread(str(p), cv2.IMREAD_COLOR)
+        if img is None:
+            raise FileNotFoundError(f"cannot read image {p}")
+        m = max(shifts)
+        scale = max((w + m) / img.shape[1], h / img.shape[0])
+        img = cv2.resize(img, (int(np.ceil(img.shape[1] * scale)), int(np.ceil(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
+        y0 = (img.shape[0] - h) // 2
+        a = np.ascontiguousarray(img[y0:y0 + h, m:m + w])
+        sa = _blur(engine.infer(a, weights, 1.0).output)
+        for dx in shifts:
+            b = np.ascontiguousarray(img[y0:y0 + h, m - dx:m - dx + w])  # the scene moved right by dx
+            sb = _blur(engine.infer(b, weights, 1.0).output)
+            errs[dx].append(float(np.abs(sb[:, dx + 5:-5] - sa[:, 5:-dx - 5]).mean()))
+    return {dx: float(np.mean(v)) for dx, v in errs.items()}
+
+
 # -- style and content ------------------------------------------------------------------------
 def _rgb(img: U8, max_side: int = 512) -> torch.Tensor:
     h, w = img.shape[:2]
