@@ -297,12 +297,16 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 # -- training ---------------------------------------------------------------------------
 def cmd_train(a: argparse.Namespace) -> int:
+    from streamer.config import ConfigError
     from training.config import TrainConfig
     from training.train import train
 
     overrides = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)} and v is not None}
     overrides["styles"] = tuple(a.style)
-    cfg = TrainConfig(**overrides)
+    try:
+        cfg = TrainConfig(**overrides)
+    except ValueError as e:
+        raise ConfigError(f"train: {e}") from e
     if a.dry_run:
         print(cfg.to_json())
         return EXIT_OK
@@ -332,8 +336,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             shifts = [int(v) for v in a.shifts.split(",")]
         except ValueError as e:
             raise ConfigError(f"--shifts: integers in px, comma-separated, got {a.shifts!r}") from e
-        if min(shifts) < 1 or max(shifts) >= a.width or a.motion_clips is None:
-            raise ConfigError("--shifts: each shift 1 ≤ px < width, and --motion-clips names the photos")
+        if min(shifts) < 1 or max(shifts) > a.width // 2 or a.motion_clips is None:
+            raise ConfigError(f"--shifts: each shift 1 ≤ px ≤ {a.width // 2} (half the width), and --motion-clips names the photos")
+    photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips] if a.motion_clips else []
     report: dict[str, Any] = {"model": str(model), "size": list(size)}
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
         styles = eng.model.styles
@@ -344,7 +349,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 if a.video:
                     t = ev.temporal_video(eng, Path(a.video), w, a.frames)
                 else:
-                    photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips]
                     t = ev.temporal_synthetic(eng, photos, w, a.frames, size, a.seed)
                 report["temporal"][name] = {"warp_error_raw": round(t.raw, 3), "warp_error_stylised": round(t.stylised, 3), "ratio": round(t.ratio, 3)}
                 line = f"{name:<30} warp error raw {t.raw:6.2f}  stylised {t.stylised:6.2f}  ratio {t.ratio:5.2f}"
@@ -353,7 +357,6 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                     line += f"  (no-flicker floor {t.floor_ratio:5.2f})"
                 print(line)
         if shifts:
-            photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips]
             report["shift"] = {}
             for i, name in enumerate(styles):
                 errs = ev.shift_errors(eng, photos, np.eye(len(styles), dtype=np.float32)[i], shifts, size)

@@ -44,6 +44,11 @@ class TrainConfig:
     w_distill: float = 10.0  # L1 to the teacher's blended output and attention
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 

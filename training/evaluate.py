@@ -152,12 +152,12 @@ def shift_errors(engine: BaseEngine, photos: list[Path], weights: np.ndarray, sh
     model's; an error that is small at multiples of 8 px but large between them is aliasing at
     the model's ¼ and ⅛ resolution grids, not motion it cannot follow."""
     w, h = size
+    m, edge = max(shifts), 5  # edge: columns the σ = 1.5 blur mixes with the frame's border, px
     errs: dict[int, list[float]] = {dx: [] for dx in shifts}
     for p in photos:
         img = cv2.imread(str(p), cv2.IMREAD_COLOR)
         if img is None:
             raise FileNotFoundError(f"cannot read image {p}")
-        m = max(shifts)
         scale = max((w + m) / img.shape[1], h / img.shape[0])
         img = cv2.resize(img, (int(np.ceil(img.shape[1] * scale)), int(np.ceil(img.shape[0] * scale))), interpolation=cv2.INTER_AREA)
         y0 = (img.shape[0] - h) // 2
@@ -166,7 +166,7 @@ def shift_errors(engine: BaseEngine, photos: list[Path], weights: np.ndarray, sh
         for dx in shifts:
             b = np.ascontiguousarray(img[y0:y0 + h, m - dx:m - dx + w])  # the scene moved right by dx
             sb = _blur(engine.infer(b, weights, 1.0).output)
-            errs[dx].append(float(np.abs(sb[:, dx + 5:-5] - sa[:, 5:-dx - 5]).mean()))
+            errs[dx].append(float(np.abs(sb[:, dx + edge:-edge] - sa[:, edge:-dx - edge]).mean()))
     return {dx: float(np.mean(v)) for dx, v in errs.items()}
 
 

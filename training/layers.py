@@ -32,28 +32,38 @@ class CondInstanceNorm(nn.Module):
         return h * g + b
 
 
+def separable_kernels(taps: torch.Tensor, channels: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The 1-D kernel ``taps`` [n] (n odd, normalised by the caller) as depthwise conv weights:
+    a row [C, 1, 1, n] and a column [C, 1, n, 1]."""
+    n = taps.numel()
+    return taps.view(1, 1, 1, n).expand(channels, 1, 1, n).contiguous(), taps.view(1, 1, n, 1).expand(channels, 1, n, 1).contiguous()
+
+
+def separable_blur(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """Depthwise blur of [N, C, H, W] by ``separable_kernels``' row then column, edges reflected;
+    same shape out. 2n taps a pixel, not n² (at full resolution most of a 2-D filter's cost in
+    ONNX Runtime)."""
+    p, c = row.shape[-1] // 2, x.shape[1]
+    x = F.pad(x, (p, p, p, p), mode="reflect")
+    return F.conv2d(F.conv2d(x, row.to(x.dtype), groups=c), col.to(x.dtype), groups=c)
+
+
 class Blur2d(nn.Module):
     """Fixed binomial low-pass, depthwise, reflection-padded: the anti-aliasing filter in front
     of a subsampling step (Zhang 2019, "Making convolutional networks shift-invariant again").
     ``taps`` is the 1-D kernel ((1, 2, 1): 3×3; (1, 4, 6, 4, 1): 5×5, σ = 1 px); it is applied
-    along both axes, normalised to sum 1. [N, C, H, W] → same shape. No parameters; the kernels are
-    non-persistent buffers, so checkpoints are unchanged by it."""
+    along both axes, normalised to sum 1. [N, C, H, W] → same shape. No parameters; the kernels
+    are non-persistent buffers, so checkpoints are unchanged by it."""
 
     def __init__(self, channels: int, taps: tuple[float, ...] = (1.0, 2.0, 1.0)) -> None:
         super().__init__()
         k = torch.tensor(taps)
-        k = k / k.sum()
-        n = len(taps)
-        # Separable: a 1×n then an n×1 depthwise conv (2n taps a pixel, not n²; at full
-        # resolution that is most of the filter's cost in ONNX Runtime).
-        self.register_buffer("row", k.view(1, 1, 1, n).expand(channels, 1, 1, n).contiguous(), persistent=False)
-        self.register_buffer("col", k.view(1, 1, n, 1).expand(channels, 1, n, 1).contiguous(), persistent=False)
-        self.pad = n // 2
+        row, col = separable_kernels(k / k.sum(), channels)
+        self.register_buffer("row", row, persistent=False)
+        self.register_buffer("col", col, persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        p, c = self.pad, x.shape[1]
-        x = F.pad(x, (p, p, p, p), mode="reflect")
-        return F.conv2d(F.conv2d(x, self.row.to(x.dtype), groups=c), self.col.to(x.dtype), groups=c)
+        return separable_blur(x, self.row, self.col)
 
 
 class ConvNormAct(nn.Module):

@@ -11,6 +11,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from training.layers import separable_blur, separable_kernels
+
 
 def gram(f: torch.Tensor) -> torch.Tensor:
     """[N, C, H, W] → [N, C, C] Gram matrix normalised by C·H·W (fast_neural_style's convention)."""
@@ -46,17 +48,19 @@ def attention_prior(a: torch.Tensor, target_mean: float) -> torch.Tensor:
     return 10.0 * (a.mean(dim=(1, 2, 3)) - target_mean).pow(2).mean() + tv_loss(a)
 
 
+def gaussian_radius(sigma: float) -> int:
+    """Half-width (px) of the Gaussian kernel ``gaussian_blur`` uses: ⌈3σ⌉, at least 1."""
+    return max(1, math.ceil(3 * sigma))
+
+
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur of [N, C, H, W] (radius ⌈3σ⌉, reflected edges); σ ≤ 0 is identity."""
+    """Separable Gaussian blur of [N, C, H, W] (radius ``gaussian_radius``, reflected edges);
+    σ ≤ 0 is identity."""
     if sigma <= 0:
         return x
-    r = max(1, math.ceil(3 * sigma))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    t = torch.arange(-gaussian_radius(sigma), gaussian_radius(sigma) + 1, dtype=torch.float32, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
+    return separable_blur(x, *separable_kernels(k / k.sum(), x.shape[1]))
 
 
 def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
@@ -70,7 +74,7 @@ def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: 
     """
     diff = out_of_warped - warped_out
     if sigma > 0:
-        r = max(1, math.ceil(3 * sigma))
+        r = gaussian_radius(sigma)
         diff = gaussian_blur(diff * valid, sigma)
         valid = -F.max_pool2d(-valid, 2 * r + 1, stride=1, padding=r)  # erode by r
     diff = diff.abs() * valid

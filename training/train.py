@@ -29,7 +29,7 @@ from training.data import ContentSampler, StyleSet, load_styles, random_crop
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
 from training.generator import Generator, GeneratorSpec, blend
-from training.warp import random_affine, second_view, warp
+from training.warp import centre_crop, random_affine, second_view, warp
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class Trainer:
         self.g_train, self.d_train = wrap(self.world, g), wrap(self.world, d)  # DDP when under torchrun
         self.use_amp = self.device.type == "cuda"
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
-        self.fixed_x = self.centre(self.content.batch(4)).to(self.device)  # the sample grid's rows
+        self.fixed_x = centre_crop(self.content.batch(4), self.margin).to(self.device)  # the sample grid's rows
 
     def _load_teacher(self, path: str) -> Generator:
         """The frozen teacher (EMA weights); its styles must be the student's, in order."""
@@ -110,17 +110,12 @@ class Trainer:
         return t.to(self.device).requires_grad_(False)
 
     # -- one training step, in parts ------------------------------------------------------
-    def centre(self, context: torch.Tensor) -> torch.Tensor:
-        """[B,3,c+2m,c+2m] crops with context → their [B,3,c,c] centres."""
-        m = self.margin
-        return context[..., m:-m, m:-m] if m else context
-
     def sample_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Content crops x [B,3,c,c], the same crops with context [B,3,c+2m,c+2m] (x itself when
         there is no temporal margin), style index [B], one-hot weights [B,S], real painting crops."""
         cfg, n = self.cfg, self.cfg.batch
         context = self.content.batch(n).to(self.device)
-        x = self.centre(context)
+        x = centre_crop(context, self.margin)
         idx = torch.tensor([self.rng.randrange(len(self.styles)) for _ in range(n)], device=self.device)
         w = F.one_hot(idx, len(self.styles)).float()
         real = torch.stack([random_crop(self.rng.choice(self.styles[i].images), cfg.crop, self.rng, (0.3, 0.8)) for i in idx.tolist()])
@@ -146,8 +141,7 @@ class Trainer:
         n = x.shape[0]
         if cfg.w_temporal > 0:  # the warped second view goes through G in the same forward
             theta = random_affine(n, 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
-            x_ctx, xw, theta = second_view(context, theta, self.margin)
-            assert x_ctx.shape == x.shape
+            xw, theta = second_view(context, theta, self.margin)
             xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
             x_in, w_in = torch.cat([x, xw]), torch.cat([w, w])
         else:

@@ -31,25 +31,29 @@ def warp(x: torch.Tensor, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return warped, inside
 
 
-def second_view(context: torch.Tensor, theta: torch.Tensor, margin: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A camera-motion pair from a crop with context: ``context`` [N,C,h+2m,w+2m] is warped by
-    ``theta`` (normalised to the context) and both it and the warped copy are centre-cropped to
-    h×w, so the moved view is real picture everywhere, not a smeared border (which would also shift
-    the generator's instance-norm statistics, something no camera does).
+def centre_crop(t: torch.Tensor, margin: int) -> torch.Tensor:
+    """[..., H, W] → [..., H−2m, W−2m], ``margin`` px cut from every side (a view, no copy)."""
+    return t[..., margin:-margin, margin:-margin] if margin else t
 
-    Returns (x [N,C,h,w], moved view [N,C,h,w], theta [N,2,3] re-expressed for h×w images: the
-    same pixel motion, so ``warp(G(x), theta_c)`` is what ``G(moved)`` should equal where
-    ``warp``'s mask is valid). The translation, in units of
-    the half-size, scales by (w+2m)/w and (h+2m)/h; for a non-square crop the linear part is
-    rescaled the same way.
+
+def second_view(context: torch.Tensor, theta: torch.Tensor, margin: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The moved view of a crop with context, for the temporal loss: ``context`` [N,C,h+2m,w+2m]
+    is warped by ``theta`` (normalised to the context) and centre-cropped to h×w, so the moved
+    view is real picture everywhere, not a smeared border (which would also shift the
+    generator's instance-norm statistics, something no camera does). The unmoved view is
+    ``centre_crop(context, margin)``.
+
+    Returns (moved view [N,C,h,w], theta [N,2,3] re-expressed for h×w images: the same pixel
+    motion, so ``warp(G(x), theta_c)`` is what ``G(moved)`` should equal where ``warp``'s mask is
+    valid). The translation, in units of the half-size, scales by (w+2m)/w and (h+2m)/h; for a
+    non-square crop the linear part is rescaled the same way.
     """
     if margin < 0 or 2 * margin >= min(context.shape[-2:]):
         raise ValueError(f"margin {margin} does not fit a {tuple(context.shape[-2:])} px context")
     moved, _ = warp(context, theta)
-    m = margin
-    crop = (lambda t: t[..., m:-m, m:-m]) if m else (lambda t: t)
     h, w = context.shape[-2:]
+    m = margin
     # D maps the crop's normalised units to the context's: theta_c = D·[A | t]·diag(D⁻¹, 1)
     d = torch.tensor([w / (w - 2 * m), h / (h - 2 * m)], dtype=theta.dtype, device=theta.device)
     theta_c = torch.cat([d[:, None] * theta[:, :, :2] / d[None, :], d[:, None] * theta[:, :, 2:]], dim=2)
-    return crop(context), crop(moved), theta_c
+    return centre_crop(moved, m), theta_c
