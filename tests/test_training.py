@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -156,14 +157,44 @@ def test_training_with_the_stable_video_recipe(tmp_path: Path) -> None:
     style = make_images(tmp_path / "style", 1, (64, 64), 1)
     cfg = TrainConfig(content=str(content), styles=(str(style),), out=str(tmp_path / "runs"), steps=3, batch=2, crop=32,
                       style_size=64, width=8, blocks=1, backbone="fake", sample_every=3, ckpt_every=3, device="cpu",
-                      antialias=True, w_temporal=100.0, temporal_blur=1.5, temporal_margin=8)
+                      antialias=True, w_temporal=100.0, temporal_blur=1.5, temporal_margin=8, temporal_noise=0.0, w_edge=30.0)
     ck_path = train(cfg)
     ck = torch.load(ck_path, weights_only=False)
     assert ck["spec"]["antialias"] is True and ck["config"]["temporal_margin"] == 8
     lines = [json.loads(x) for x in (ck_path.parent / "stats.jsonl").read_text().splitlines()]
-    assert lines[-1]["temporal"] > 0
+    assert lines[-1]["temporal"] > 0 and lines[-1]["edge"] > 0
     meta = json.loads(export_checkpoint(ck_path, tmp_path / "m.onnx").with_suffix(".json").read_text())
     assert meta["generator"]["antialias"] is True
+
+
+def test_soft_edges_find_what_canny_finds() -> None:
+    rng = np.random.default_rng(0)
+    img = np.full((48, 64, 3), 60, np.uint8)
+    img[:, 32:] = 200  # one vertical step edge at column 32
+    img = np.clip(img + rng.normal(0, 2, img.shape), 0, 255).astype(np.uint8)  # faint texture: not an edge
+    x = torch.from_numpy(img[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+    e = losses.soft_edges(x)[0, 0].numpy()
+    canny = cv2.Canny(cv2.GaussianBlur(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), (0, 0), 1.0), 50, 150) > 0
+    cols = np.flatnonzero(canny.any(axis=0))
+    assert cols.min() >= 30 and cols.max() <= 33  # Canny's edge, on the step
+    assert e[:, cols].min() > 0.9  # ours is on there too
+    assert np.delete(e, np.arange(29, 36), axis=1).max() < 0.05  # and nowhere else, texture included
+
+
+def test_edge_loss_counts_lost_and_added_edges_only() -> None:
+    torch.manual_seed(0)
+    x = torch.full((2, 3, 32, 32), 0.2)
+    x[..., 16:] = 0.8
+    assert float(losses.edge_loss(x, x)) == 0.0
+    tint = x * 0.9 + 0.05  # contrast kept above Canny's threshold: same edges
+    blurred = losses.gaussian_blur(x, 4.0)  # the edge washed out: lost
+    added = x.clone()
+    added[..., 8:, :] = 1.0 - added[..., 8:, :]  # a new horizontal edge and an inverted one
+    assert float(losses.edge_loss(tint, x)) < 0.01
+    assert float(losses.edge_loss(blurred, x)) > 0.02 and float(losses.edge_loss(added, x)) > 0.02
+    inp, blurred = x.clone().requires_grad_(True), blurred.requires_grad_(True)
+    losses.edge_loss(blurred, inp).backward()
+    assert inp.grad is None and blurred.grad is not None and float(blurred.grad.abs().sum()) > 0
 
 
 def test_blurred_temporal_loss_sees_flicker_not_noise() -> None:

@@ -33,6 +33,7 @@ class TrainConfig:
     temporal_blur: float = 0.0  # σ (px) of the Gaussian the temporal difference is blurred with; 0 = none
     temporal_noise: float = 0.02  # std of the noise added to the warped second view (0–1 scale)
     temporal_margin: int = 0  # px of context around each crop that the second view is warped from; 0 = smeared border
+    w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss); 0 = off
     ema_decay: float = 0.995
     backbone: Literal["efficientnet_lite0", "fake"] = "efficientnet_lite0"
     sample_every: int = 250
@@ -45,7 +46,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal"):
+        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_edge"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
 

@@ -165,13 +165,15 @@ class Trainer:
             if cfg.w_temporal > 0:
                 y_warped, valid = warp(y, theta)
                 terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur)
+            if cfg.w_edge > 0:
+                terms["edge"] = losses.edge_loss(y, x)
             if self.teacher is not None:
                 with torch.no_grad():
                     tg, ta = self.teacher(x, w)
                     y_teacher = blend(x, tg, ta, 1.0)
                 terms["distill"] = losses.distill_loss(y, y_teacher, a, ta)
         weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
-                   "attention": cfg.w_attention, "temporal": cfg.w_temporal, "distill": cfg.w_distill}
+                   "attention": cfg.w_attention, "temporal": cfg.w_temporal, "edge": cfg.w_edge, "distill": cfg.w_distill}
         total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
