@@ -296,6 +296,20 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 # -- training ---------------------------------------------------------------------------
+def _name_weights(items: list[str]) -> dict[str, float]:
+    """["NAME=W", …] → {NAME: W}; ValueError naming the bad item."""
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            out[name] = float(value)
+        except ValueError as e:
+            raise ValueError(f"expected NAME=WEIGHT, got {item!r}") from e
+    return out
+
+
 def cmd_train(a: argparse.Namespace) -> int:
     from streamer.config import ConfigError
     from training.config import TrainConfig
@@ -304,7 +318,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     overrides = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)} and v is not None}
     overrides["styles"] = tuple(a.style)
     try:
+        if a.w_edge_style:
+            overrides["edge_style_weights"] = _name_weights(a.w_edge_style)
         cfg = TrainConfig(**overrides)
+        if not a.dry_run:
+            from training.data import style_name
+
+            cfg.edge_weights([style_name(Path(p)) for p in cfg.styles])  # names checked before any work
     except ValueError as e:
         raise ConfigError(f"train: {e}") from e
     if a.dry_run:
@@ -492,12 +512,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("width", int), ("blocks", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("head_blur_taps", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     s.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=None,
                    help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")
     s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
+    s.add_argument("--w-edge-style", action="append", metavar="NAME=W",
+                   help="this style's own edge-loss weight instead of --w-edge (repeat per style)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

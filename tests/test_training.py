@@ -197,6 +197,23 @@ def test_edge_loss_counts_lost_and_added_edges_only() -> None:
     assert inp.grad is None and blurred.grad is not None and float(blurred.grad.abs().sum()) > 0
 
 
+def test_edge_loss_weights_per_style() -> None:
+    from training.config import TrainConfig
+
+    cfg = TrainConfig(content="c", styles=("a.jpg", "b"), w_edge=2.0, edge_style_weights={"b": 5.0})
+    assert cfg.edge_weights(["a", "b"]) == [2.0, 5.0]
+    with pytest.raises(ValueError, match="no style named c"):
+        TrainConfig(content="c", styles=("a",), edge_style_weights={"c": 1.0}).edge_weights(["a"])
+    with pytest.raises(ValueError, match=r"edge_style_weights\['b'\] must be ≥ 0"):
+        TrainConfig(content="c", styles=("b",), edge_style_weights={"b": -1.0})
+    x = torch.full((2, 3, 16, 16), 0.2)
+    x[..., 8:] = 0.8
+    y = losses.gaussian_blur(x, 3.0)
+    y[1] = x[1]  # the second sample keeps its edges
+    one = float(losses.edge_loss(y[:1], x[:1]))
+    assert one > 0 and float(losses.edge_loss(y, x, torch.tensor([3.0, 7.0]))) == pytest.approx(3.0 * one / 2)
+
+
 def test_blurred_temporal_loss_sees_flicker_not_noise() -> None:
     torch.manual_seed(0)
     a = torch.rand(2, 3, 48, 48)
@@ -232,6 +249,13 @@ def test_blur2d_keeps_flat_images_and_antialiased_spec_round_trips(tmp_path: Pat
     # checkpoints from before the option load as they were trained: no blur, nearest upsampling
     old = Generator(GeneratorSpec(**{"num_styles": 2, "width": 8, "blocks": 1}))
     assert not old.spec.antialias and isinstance(old.blur, torch.nn.Identity)
+    # the 5-tap head blur round-trips too; other sizes are refused
+    g5 = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, smooth_head=True, head_blur_taps=5))
+    save_generator(g5, ["a", "b"], tmp_path / "m5.generator.pt")
+    g5b, _, _ = load_generator(tmp_path / "m5.generator.pt")
+    assert g5b.spec.head_blur_taps == 5 and g5b.head_blur.row.shape[-1] == 5
+    with pytest.raises(ValueError, match="head_blur_taps"):
+        GeneratorSpec(num_styles=1, head_blur_taps=4)
 
 
 def test_fake_backbone_and_unknown_backbone() -> None:

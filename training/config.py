@@ -21,6 +21,7 @@ class TrainConfig:
     blocks: int = 3
     antialias: bool = False  # blur before the 4× and 2× downsampling, bilinear 2× upsampling (GeneratorSpec)
     smooth_head: bool = False  # blur the ¼-res head channels before the 4× upsampling (GeneratorSpec)
+    head_blur_taps: int = 3  # 3 or 5: that blur's size (GeneratorSpec)
     lr_g: float = 3e-3
     lr_d: float = 2e-4
     w_content: float = 1.0
@@ -33,7 +34,8 @@ class TrainConfig:
     temporal_blur: float = 0.0  # σ (px) of the Gaussian the temporal difference is blurred with; 0 = none
     temporal_noise: float = 0.02  # std of the noise added to the warped second view (0–1 scale)
     temporal_margin: int = 0  # px of context around each crop that the second view is warped from; 0 = smeared border
-    w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss); 0 = off
+    w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss), every style; 0 = off
+    edge_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_edge
     ema_decay: float = 0.995
     backbone: Literal["efficientnet_lite0", "fake"] = "efficientnet_lite0"
     sample_every: int = 250
@@ -49,6 +51,19 @@ class TrainConfig:
         for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_edge"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
+            raise ValueError(f"head_blur_taps must be 3 or 5, got {self.head_blur_taps}")
+        for style, weight in self.edge_style_weights.items():
+            if weight < 0:
+                raise ValueError(f"edge_style_weights[{style!r}] must be ≥ 0, got {weight}")
+
+    def edge_weights(self, style_names: list[str]) -> list[float]:
+        """Each style's edge-loss weight, in ``style_names``' order: its ``edge_style_weights``
+        entry, else ``w_edge``. A name there that is not one of the styles is an error."""
+        unknown = sorted(set(self.edge_style_weights) - set(style_names))
+        if unknown:
+            raise ValueError(f"edge_style_weights: no style named {', '.join(unknown)} (styles: {', '.join(style_names)})")
+        return [self.edge_style_weights.get(n, self.w_edge) for n in style_names]
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -25,6 +25,9 @@ from training.layers import Blur2d, ConvNormAct, ResBlock
 
 HEAD_CHANNELS = 12
 
+HEAD_BLUR_KERNELS = {3: (1.0, 2.0, 1.0), 5: (1.0, 4.0, 6.0, 4.0, 1.0)}
+"""Binomial taps of the ¼-res head blur (``GeneratorSpec.head_blur_taps``)."""
+
 SIZE_MULTIPLE = 8
 """Frame height and width must be multiples of this (4× unshuffle, then one stride-2 conv)."""
 
@@ -46,6 +49,12 @@ class GeneratorSpec:
     # bilinear interpolation follows a sub-cell (1–3 px) move only for features that are smooth
     # at ¼ res, so this trades a little stroke sharpness for stability.
     smooth_head: bool = False
+    # Taps of that blur: 3 (σ ≈ 0.7 cells, 2.8 px) or 5 (σ = 1 cell, 4 px): steadier still, softer strokes.
+    head_blur_taps: int = 3
+
+    def __post_init__(self) -> None:
+        if self.head_blur_taps not in HEAD_BLUR_KERNELS:
+            raise ValueError(f"head_blur_taps must be one of {sorted(HEAD_BLUR_KERNELS)}, got {self.head_blur_taps}")
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -74,7 +83,7 @@ class Generator(nn.Module):
         self.res = nn.ModuleList([ResBlock(c2, s) for _ in range(spec.blocks)])
         self.dec1 = ConvNormAct(c2, c1, 3, 1, s)  # ¼ res after nearest 2× upsample
         self.squeeze = nn.Conv2d(c1, HEAD_CHANNELS, 1)  # ¼ res, few channels to upsample
-        self.head_blur = Blur2d(HEAD_CHANNELS) if spec.smooth_head else nn.Identity()
+        self.head_blur = Blur2d(HEAD_CHANNELS, HEAD_BLUR_KERNELS[spec.head_blur_taps]) if spec.smooth_head else nn.Identity()
         # The only full-resolution layer: sees the upsampled features and the input itself, so
         # it can keep edges sharp; 3 colour deltas + 1 attention logit.
         self.head = nn.Conv2d(HEAD_CHANNELS + 3, 4, 3, 1, 1, padding_mode="reflect")

@@ -102,12 +102,14 @@ def soft_edges(img: torch.Tensor, sigma: float = 1.0, threshold: float = 100 / 2
     return torch.sigmoid((grad.abs().sum(1, keepdim=True) - threshold) / softness)
 
 
-def edge_loss(out: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
+def edge_loss(out: torch.Tensor, inp: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean |soft_edges(out) − soft_edges(inp)|: edges the output adds or loses against the
-    photo's (both [N,3,H,W] RGB in [0, 1]). What edge F1 scores, as a loss."""
+    photo's (both [N,3,H,W] RGB in [0, 1]). What edge F1 scores, as a loss. With
+    ``sample_weights`` [N], the mean over samples of each one's loss times its weight."""
     with torch.no_grad():
         target = soft_edges(inp)
-    return (soft_edges(out) - target).abs().mean()
+    per_sample = (soft_edges(out) - target).abs().mean(dim=(1, 2, 3))
+    return per_sample.mean() if sample_weights is None else (per_sample * sample_weights).mean()
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, att_student: torch.Tensor, att_teacher: torch.Tensor) -> torch.Tensor:

@@ -83,9 +83,12 @@ class Trainer:
         # With a temporal margin, crops carry context for the moved second view (``second_view``).
         self.margin = cfg.temporal_margin if cfg.w_temporal > 0 else 0
         self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
+        # Per-style edge-loss weights [S] (config.edge_weights); None when every one is 0.
+        ew = cfg.edge_weights([s.name for s in self.styles])
+        self.edge_w = torch.tensor(ew, device=self.device) if any(ew) else None
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
         g = Generator(spec).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
@@ -165,15 +168,15 @@ class Trainer:
             if cfg.w_temporal > 0:
                 y_warped, valid = warp(y, theta)
                 terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur)
-            if cfg.w_edge > 0:
-                terms["edge"] = losses.edge_loss(y, x)
+            if self.edge_w is not None:  # already weighted per sample by its style's edge weight
+                terms["edge"] = losses.edge_loss(y, x, self.edge_w[idx])
             if self.teacher is not None:
                 with torch.no_grad():
                     tg, ta = self.teacher(x, w)
                     y_teacher = blend(x, tg, ta, 1.0)
                 terms["distill"] = losses.distill_loss(y, y_teacher, a, ta)
         weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
-                   "attention": cfg.w_attention, "temporal": cfg.w_temporal, "edge": cfg.w_edge, "distill": cfg.w_distill}
+                   "attention": cfg.w_attention, "temporal": cfg.w_temporal, "edge": 1.0, "distill": cfg.w_distill}
         total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
