@@ -320,11 +320,14 @@ def cmd_train(a: argparse.Namespace) -> int:
     try:
         if a.w_edge_style:
             overrides["edge_style_weights"] = _name_weights(a.w_edge_style)
+        if a.w_temporal_style:
+            overrides["temporal_style_weights"] = _name_weights(a.w_temporal_style)
         cfg = TrainConfig(**overrides)
         if not a.dry_run:
             from training.data import style_name
 
-            cfg.edge_weights([style_name(Path(p)) for p in cfg.styles])  # names checked before any work
+            names = [style_name(Path(p)) for p in cfg.styles]
+            cfg.edge_weights(names), cfg.temporal_weights(names)  # names checked before any work
     except ValueError as e:
         raise ConfigError(f"train: {e}") from e
     if a.dry_run:
@@ -520,6 +523,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
     s.add_argument("--w-edge-style", action="append", metavar="NAME=W",
                    help="this style's own edge-loss weight instead of --w-edge (repeat per style)")
+    s.add_argument("--w-temporal-style", action="append", metavar="NAME=W",
+                   help="this style's own temporal-loss weight instead of --w-temporal (repeat per style)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

@@ -157,7 +157,8 @@ def test_training_with_the_stable_video_recipe(tmp_path: Path) -> None:
     style = make_images(tmp_path / "style", 1, (64, 64), 1)
     cfg = TrainConfig(content=str(content), styles=(str(style),), out=str(tmp_path / "runs"), steps=3, batch=2, crop=32,
                       style_size=64, width=8, blocks=1, backbone="fake", sample_every=3, ckpt_every=3, device="cpu",
-                      antialias=True, w_temporal=100.0, temporal_blur=1.5, temporal_margin=8, temporal_noise=0.0, w_edge=30.0)
+                      antialias=True, w_temporal=100.0, temporal_blur=1.5, temporal_margin=8, temporal_noise=0.0, w_edge=30.0,
+                      temporal_style_weights={style.name: 300.0})
     ck_path = train(cfg)
     ck = torch.load(ck_path, weights_only=False)
     assert ck["spec"]["antialias"] is True and ck["config"]["temporal_margin"] == 8
@@ -206,8 +207,19 @@ def test_edge_loss_weights_per_style() -> None:
         TrainConfig(content="c", styles=("a",), edge_style_weights={"c": 1.0}).edge_weights(["a"])
     with pytest.raises(ValueError, match=r"edge_style_weights\['b'\] must be ≥ 0"):
         TrainConfig(content="c", styles=("b",), edge_style_weights={"b": -1.0})
+    cfg = TrainConfig(content="c", styles=("a", "b"), w_temporal=500.0, temporal_style_weights={"b": 1500.0})
+    assert cfg.temporal_weights(["a", "b"]) == [500.0, 1500.0]
+    with pytest.raises(ValueError, match="need w_temporal > 0"):
+        TrainConfig(content="c", styles=("a",), w_temporal=0.0, temporal_style_weights={"a": 1.0})
     x = torch.full((2, 3, 16, 16), 0.2)
     x[..., 8:] = 0.8
+    valid = torch.ones(2, 1, 16, 16)
+    moved = x.clone()
+    moved[1] += 0.1  # only the second sample flickers
+    t = losses.temporal_loss(moved, x, valid, 1.5)
+    assert float(losses.temporal_loss(moved, x, valid, 1.5, torch.tensor([1.0, 1.0]))) == pytest.approx(float(t))
+    assert float(losses.temporal_loss(moved, x, valid, 1.5, torch.tensor([5.0, 0.0]))) == 0.0
+    assert float(losses.temporal_loss(moved, x, valid, 1.5, torch.tensor([0.0, 3.0]))) == pytest.approx(3 * float(t))
     y = losses.gaussian_blur(x, 3.0)
     y[1] = x[1]  # the second sample keeps its edges
     one = float(losses.edge_loss(y[:1], x[:1]))

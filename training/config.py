@@ -8,6 +8,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 
+def _per_style(table: str, overrides: dict[str, float], default: float, style_names: list[str]) -> list[float]:
+    unknown = sorted(set(overrides) - set(style_names))
+    if unknown:
+        raise ValueError(f"{table}: no style named {', '.join(unknown)} (styles: {', '.join(style_names)})")
+    return [overrides.get(n, default) for n in style_names]
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     content: str  # folder of photos
@@ -36,6 +43,7 @@ class TrainConfig:
     temporal_margin: int = 0  # px of context around each crop that the second view is warped from; 0 = smeared border
     w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss), every style; 0 = off
     edge_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_edge
+    temporal_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_temporal (needs w_temporal > 0)
     ema_decay: float = 0.995
     backbone: Literal["efficientnet_lite0", "fake"] = "efficientnet_lite0"
     sample_every: int = 250
@@ -53,17 +61,22 @@ class TrainConfig:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
             raise ValueError(f"head_blur_taps must be 3 or 5, got {self.head_blur_taps}")
-        for style, weight in self.edge_style_weights.items():
-            if weight < 0:
-                raise ValueError(f"edge_style_weights[{style!r}] must be ≥ 0, got {weight}")
+        for table in ("edge_style_weights", "temporal_style_weights"):
+            for style, weight in getattr(self, table).items():
+                if weight < 0:
+                    raise ValueError(f"{table}[{style!r}] must be ≥ 0, got {weight}")
+        if self.temporal_style_weights and self.w_temporal <= 0:
+            raise ValueError("temporal_style_weights need w_temporal > 0 (the temporal loss is off)")
 
     def edge_weights(self, style_names: list[str]) -> list[float]:
         """Each style's edge-loss weight, in ``style_names``' order: its ``edge_style_weights``
         entry, else ``w_edge``. A name there that is not one of the styles is an error."""
-        unknown = sorted(set(self.edge_style_weights) - set(style_names))
-        if unknown:
-            raise ValueError(f"edge_style_weights: no style named {', '.join(unknown)} (styles: {', '.join(style_names)})")
-        return [self.edge_style_weights.get(n, self.w_edge) for n in style_names]
+        return _per_style("edge_style_weights", self.edge_style_weights, self.w_edge, style_names)
+
+    def temporal_weights(self, style_names: list[str]) -> list[float]:
+        """Each style's temporal-loss weight, as ``edge_weights`` (``temporal_style_weights``, else
+        ``w_temporal``)."""
+        return _per_style("temporal_style_weights", self.temporal_style_weights, self.w_temporal, style_names)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -63,7 +63,8 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return separable_blur(x, *separable_kernels(k / k.sum(), x.shape[1]))
 
 
-def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: torch.Tensor, sigma: float = 0.0) -> torch.Tensor:
+def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: torch.Tensor, sigma: float = 0.0,
+                  sample_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Compound regularisation (Wang et al. 2020): |G(warp(x)+n) − warp(G(x))| on valid pixels.
 
     With ``sigma`` > 0 the difference is first blurred with a Gaussian of that σ (px) and the valid
@@ -71,6 +72,8 @@ def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: 
     the loss is dominated by what no generator can remove: the second view's noise, which the
     generator's full-resolution path passes through, and the bilinear warp's softening of
     ``G(x)``; under L1 that floor drowns the gradient of the flicker it is meant to remove.
+
+    With ``sample_weights`` [N], the mean over samples of each one's masked mean times its weight.
     """
     diff = out_of_warped - warped_out
     if sigma > 0:
@@ -78,7 +81,11 @@ def temporal_loss(out_of_warped: torch.Tensor, warped_out: torch.Tensor, valid: 
         diff = gaussian_blur(diff * valid, sigma)
         valid = -F.max_pool2d(-valid, 2 * r + 1, stride=1, padding=r)  # erode by r
     diff = diff.abs() * valid
-    return diff.sum() / (valid.sum() * out_of_warped.shape[1]).clamp_min(1.0)
+    c = out_of_warped.shape[1]
+    if sample_weights is not None:
+        per_sample = diff.sum(dim=(1, 2, 3)) / (valid.sum(dim=(1, 2, 3)) * c).clamp_min(1.0)
+        return (per_sample * sample_weights).mean()
+    return diff.sum() / (valid.sum() * c).clamp_min(1.0)
 
 
 LUMA_RGB = (0.299, 0.587, 0.114)

@@ -86,6 +86,9 @@ class Trainer:
         # Per-style edge-loss weights [S] (config.edge_weights); None when every one is 0.
         ew = cfg.edge_weights([s.name for s in self.styles])
         self.edge_w = torch.tensor(ew, device=self.device) if any(ew) else None
+        # Per-style temporal weights relative to w_temporal [S]; None when all are w_temporal.
+        tw = cfg.temporal_weights([s.name for s in self.styles]) if cfg.w_temporal > 0 else []
+        self.temporal_rel = torch.tensor(tw, device=self.device) / cfg.w_temporal if any(t != cfg.w_temporal for t in tw) else None
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
         spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
@@ -167,7 +170,8 @@ class Trainer:
             }
             if cfg.w_temporal > 0:
                 y_warped, valid = warp(y, theta)
-                terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur)
+                rel = None if self.temporal_rel is None else self.temporal_rel[idx]
+                terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur, rel)
             if self.edge_w is not None:  # already weighted per sample by its style's edge weight
                 terms["edge"] = losses.edge_loss(y, x, self.edge_w[idx])
             if self.teacher is not None:
