@@ -267,14 +267,15 @@ def cmd_bench(a: argparse.Namespace) -> int:
     cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps,
                                engine_cache=a.engine_cache, trt_profile=a.trt_profile, trt_precision=a.trt_precision, trt_rebuild=a.trt_rebuild,
                                cuda_graph=a.cuda_graph))
+    report = _report_path(a.json, cfg.model_path)
     sizes = parse_sizes(a.sizes) if a.sizes else (list(BENCH_SIZES) if a.backend == "tensorrt" else [])
     if sizes:
         for w, h in sizes:
             validate(ServeConfig(**{**cfg.to_dict(), "width": w, "height": h}))
         multi = run_bench_sizes(cfg, sizes, a.seconds, a.warmup)
         print(format_sizes_table(multi))
-        if a.json:
-            Path(a.json).write_text(json.dumps(multi, indent=2) + "\n")
+        if report:
+            report.write_text(json.dumps(multi, indent=2) + "\n")
         return EXIT_OK
     result = run_bench(cfg, a.seconds, a.warmup)
     print(format_table(result))
@@ -290,12 +291,25 @@ def cmd_bench(a: argparse.Namespace) -> int:
         result["compare_baseline"] = cmp
         for name, m in cmp["models"].items():
             print(f"{name:<16} {m['median_ms']:>8.1f} ms median  {m['fps']:>6.1f} fps  x{m['speedup_vs_slowest']} vs slowest")
-    if a.json:
-        Path(a.json).write_text(json.dumps(result, indent=2) + "\n")
+    if report:
+        report.write_text(json.dumps(result, indent=2) + "\n")
     return EXIT_OK
 
 
 # -- training ---------------------------------------------------------------------------
+def _report_path(out: str | None, model: Path) -> Path | None:
+    """The ``--json`` report path, refused (ConfigError) when it would overwrite the model or
+    the sidecar beside it (``MODEL.json``), which the model cannot load without."""
+    from streamer.config import ConfigError
+
+    if not out:
+        return None
+    path = Path(out)
+    if path.resolve() in {model.resolve(), model.with_suffix(".json").resolve()}:
+        raise ConfigError(f"--json {out}: that is the model's own file; write the report elsewhere")
+    return path
+
+
 def _name_weights(items: list[str]) -> dict[str, float]:
     """["NAME=W", …] → {NAME: W}; ValueError naming the bad item."""
     out: dict[str, float] = {}
@@ -352,6 +366,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
     from training import evaluate as ev
 
     model = Path(a.model) if a.model else default_model_path()
+    out = _report_path(a.json, model)
     size = (a.width, a.height)
     shifts: list[int] = []
     if a.shifts:
@@ -401,8 +416,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 red = s["style_distance_reduction"]
                 print(f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
                       f"  cut {'n/a' if red is None else f'{red:.0%}'}  edge F1 {s['edge_f1']:.2f}")
-    if a.json:
-        Path(a.json).write_text(json.dumps(report, indent=2) + "\n")
+    if out:
+        out.write_text(json.dumps(report, indent=2) + "\n")
     return EXIT_OK
 
 

@@ -116,6 +116,11 @@ def test_evaluate_cli(tiny_model: Path, tmp_path: Path) -> None:
     bad = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--shifts", "1,x"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--shifts" in bad.stderr
+    sidecar = tiny_model.with_suffix(".json")
+    before = sidecar.read_bytes()
+    clobber = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--images", str(photos), "--json", str(sidecar)],
+                             capture_output=True, text=True, timeout=120)
+    assert clobber.returncode == 2 and "model's own file" in clobber.stderr and sidecar.read_bytes() == before
 
 
 def test_shift_errors_of_a_pointwise_model_are_zero(tmp_path: Path) -> None:
