@@ -260,6 +260,19 @@ def cmd_build_engine(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _report_path(out: str | None, model: Path) -> Path | None:
+    """The ``--json`` report path, refused (ConfigError) when it would overwrite the model or
+    the sidecar beside it (``MODEL.json``), which the model cannot load without."""
+    from streamer.config import ConfigError
+
+    if not out:
+        return None
+    path = Path(out)
+    if path.resolve() in {model.resolve(), model.with_suffix(".json").resolve()}:
+        raise ConfigError(f"--json {out}: that is the model's own file; write the report elsewhere")
+    return path
+
+
 def cmd_bench(a: argparse.Namespace) -> int:
     from streamer.bench import BENCH_SIZES, format_sizes_table, format_table, parse_sizes, run_bench, run_bench_sizes
     from streamer.config import ServeConfig, validate
@@ -297,19 +310,6 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
 
 # -- training ---------------------------------------------------------------------------
-def _report_path(out: str | None, model: Path) -> Path | None:
-    """The ``--json`` report path, refused (ConfigError) when it would overwrite the model or
-    the sidecar beside it (``MODEL.json``), which the model cannot load without."""
-    from streamer.config import ConfigError
-
-    if not out:
-        return None
-    path = Path(out)
-    if path.resolve() in {model.resolve(), model.with_suffix(".json").resolve()}:
-        raise ConfigError(f"--json {out}: that is the model's own file; write the report elsewhere")
-    return path
-
-
 def _name_weights(items: list[str]) -> dict[str, float]:
     """["NAME=W", …] → {NAME: W}; ValueError naming the bad item."""
     out: dict[str, float] = {}
@@ -340,8 +340,9 @@ def cmd_train(a: argparse.Namespace) -> int:
         if not a.dry_run:
             from training.data import style_name
 
-            names = [style_name(Path(p)) for p in cfg.styles]
-            cfg.edge_weights(names), cfg.temporal_weights(names)  # names checked before any work
+            names = [style_name(Path(p)) for p in cfg.styles]  # per-style names checked before any work
+            cfg.edge_weights(names)
+            cfg.temporal_weights(names)
     except ValueError as e:
         raise ConfigError(f"train: {e}") from e
     if a.dry_run:

@@ -200,6 +200,12 @@ def test_edge_loss_counts_lost_and_added_edges_only() -> None:
 
 def test_edge_loss_weights_per_style() -> None:
     from training.config import TrainConfig
+    from training.train import per_style_scale
+
+    top, rel = per_style_scale([8.0, 30.0, 8.0, 100.0], torch.device("cpu"))
+    assert top == 100.0 and rel is not None and torch.allclose(rel, torch.tensor([0.08, 0.3, 0.08, 1.0]))
+    assert per_style_scale([500.0] * 4, torch.device("cpu")) == (500.0, None)  # no per-style weights: as before
+    assert per_style_scale([0.0, 0.0], torch.device("cpu")) == (0.0, None)  # term off
 
     cfg = TrainConfig(content="c", styles=("a.jpg", "b"), w_edge=2.0, edge_style_weights={"b": 5.0})
     assert cfg.edge_weights(["a", "b"]) == [2.0, 5.0]

@@ -54,6 +54,16 @@ def make_run_dir(out: Path, tag: str) -> Path:
     return run
 
 
+def per_style_scale(weights: list[float], device: torch.device) -> tuple[float, torch.Tensor | None]:
+    """A loss term's per-style weights [S] → (the term's weight, the largest of them; each style's
+    weight ÷ it as a [S] tensor, or None when they are all equal). The term is logged as its
+    loss under those relative weights, so a run without per-style weights logs what it always did."""
+    top = max(weights, default=0.0)
+    if top <= 0 or all(w == top for w in weights):
+        return top, None
+    return top, torch.tensor(weights, device=device) / top
+
+
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,15 +90,12 @@ class Trainer:
         self.rng = random.Random(cfg.seed + self.world.rank)  # each rank draws its own batches
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size)
+        names = [s.name for s in self.styles]
+        self.w_edge, self.edge_rel = per_style_scale(cfg.edge_weights(names), self.device)
+        self.w_temporal, self.temporal_rel = per_style_scale(cfg.temporal_weights(names), self.device)
         # With a temporal margin, crops carry context for the moved second view (``second_view``).
-        self.margin = cfg.temporal_margin if cfg.w_temporal > 0 else 0
+        self.margin = cfg.temporal_margin if self.w_temporal > 0 else 0
         self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
-        # Per-style edge-loss weights [S] (config.edge_weights); None when every one is 0.
-        ew = cfg.edge_weights([s.name for s in self.styles])
-        self.edge_w = torch.tensor(ew, device=self.device) if any(ew) else None
-        # Per-style temporal weights relative to w_temporal [S]; None when all are w_temporal.
-        tw = cfg.temporal_weights([s.name for s in self.styles]) if cfg.w_temporal > 0 else []
-        self.temporal_rel = torch.tensor(tw, device=self.device) / cfg.w_temporal if any(t != cfg.w_temporal for t in tw) else None
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
         spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
@@ -145,7 +152,7 @@ class Trainer:
     def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
         cfg, st, bb = self.cfg, self.state, self.backbone
         n = x.shape[0]
-        if cfg.w_temporal > 0:  # the warped second view goes through G in the same forward
+        if self.w_temporal > 0:  # the warped second view goes through G in the same forward
             theta = random_affine(n, 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
             xw, theta = second_view(context, theta, self.margin)
             xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
@@ -168,19 +175,19 @@ class Trainer:
                 "tv": losses.tv_loss(y),
                 "attention": losses.attention_prior(a, cfg.attention_mean),
             }
-            if cfg.w_temporal > 0:
+            if self.w_temporal > 0:
                 y_warped, valid = warp(y, theta)
                 rel = None if self.temporal_rel is None else self.temporal_rel[idx]
                 terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur, rel)
-            if self.edge_w is not None:  # already weighted per sample by its style's edge weight
-                terms["edge"] = losses.edge_loss(y, x, self.edge_w[idx])
+            if self.w_edge > 0:
+                terms["edge"] = losses.edge_loss(y, x, None if self.edge_rel is None else self.edge_rel[idx])
             if self.teacher is not None:
                 with torch.no_grad():
                     tg, ta = self.teacher(x, w)
                     y_teacher = blend(x, tg, ta, 1.0)
                 terms["distill"] = losses.distill_loss(y, y_teacher, a, ta)
         weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
-                   "attention": cfg.w_attention, "temporal": cfg.w_temporal, "edge": 1.0, "distill": cfg.w_distill}
+                   "attention": cfg.w_attention, "temporal": self.w_temporal, "edge": self.w_edge, "distill": cfg.w_distill}
         total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
