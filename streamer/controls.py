@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streamer.render import OUTPUT_MODES, Grading, OutputMode
+from streamer.stabilise import MAX_HISTORY
 
 MAX_REQUEST_BYTES = 4096
 MAX_DEPTH = 4
@@ -32,6 +33,7 @@ class ControlState:
     overlay_opacity: float = 0.5
     overlay_enabled: bool = True
     mode: OutputMode = "stylised"
+    stabilise: float = 0.0  # history weight of streamer.stabilise (0 = off)
 
     def weights(self, names: tuple[str, ...]) -> list[float]:
         return [self.style.get(n, 0.0) for n in names]
@@ -39,14 +41,14 @@ class ControlState:
     def to_json(self) -> dict[str, Any]:
         g = self.grading
         return {
-            "style": self.style, "strength": self.strength, "overlay_opacity": self.overlay_opacity, "overlay_enabled": self.overlay_enabled, "mode": self.mode,
+            "style": self.style, "strength": self.strength, "overlay_opacity": self.overlay_opacity, "overlay_enabled": self.overlay_enabled, "mode": self.mode, "stabilise": self.stabilise,
             "grading": {"brightness": g.brightness, "contrast": g.contrast, "saturation": g.saturation},
         }
 
 
-def initial_state(styles: tuple[str, ...], style: str | None, strength: float, overlay_opacity: float) -> ControlState:
+def initial_state(styles: tuple[str, ...], style: str | None, strength: float, overlay_opacity: float, stabilise: float = 0.0) -> ControlState:
     name = style or styles[0]
-    return ControlState(style=resolve_style(name, styles), strength=strength, overlay_opacity=overlay_opacity)
+    return ControlState(style=resolve_style(name, styles), strength=strength, overlay_opacity=overlay_opacity, stabilise=stabilise)
 
 
 def resolve_style(spec: object, styles: tuple[str, ...]) -> dict[str, float]:
@@ -121,6 +123,7 @@ _ALLOWED = {
     "set_grading": {"brightness", "contrast", "saturation"},
     "set_overlay": {"opacity", "enabled"},
     "set_mode": {"mode"},
+    "set_stabilise": {"value"},
     "snapshot": {"name"},
 }
 
@@ -156,6 +159,8 @@ def apply_request(state: ControlState, req: dict[str, Any], styles: tuple[str, .
         if mode not in OUTPUT_MODES:
             raise ControlError(f"'mode' must be one of {list(OUTPUT_MODES)}, got {mode!r}")
         return replace(state, mode=mode)
+    if cmd == "set_stabilise":
+        return replace(state, stabilise=_number(req.get("value"), "value", 0.0, MAX_HISTORY))
     if cmd == "snapshot":
         snapshot_name(req)  # validated here; written by the pipeline, which owns the frames
     return state

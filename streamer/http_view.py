@@ -1,7 +1,7 @@
 """``stylecast view --http HOST:PORT``: the live stream as MJPEG plus a small control page, so a
 browser, VLC, ffmpeg or OpenCV can watch it.
 
-    GET  /             the page: the stream, style buttons, strength slider
+    GET  /             the page: the stream, style buttons, strength and stabilise sliders
     GET  /stream.mjpg  multipart/x-mixed-replace JPEG stream of frame.stylised (or overlay)
     GET  /state        the daemon's last meta.state message as JSON
     POST /control      a control request (JSON, ≤ 4096 bytes), forwarded to the REP socket
@@ -69,18 +69,21 @@ button.on{background:#2a6;border-color:#2a6} label{margin-right:1em} #msg{color:
 <body><h2>stylecast — live</h2><img src="/stream.mjpg" alt="live stream">
 <div id="styles"></div>
 <label>strength <input id="strength" type="range" min="0" max="1" step="0.05" value="1"></label>
+<label>stabilise <input id="stabilise" type="range" min="0" max="0.95" step="0.05" value="0.6"></label>
 <label>mode <select id="mode"><option>stylised</option><option>side_by_side</option><option>attention</option></select></label>
 <div id="msg"></div>
 <script>
 async function ctl(req){const r=await fetch('/control',{method:'POST',body:JSON.stringify(req)});const j=await r.json();
  document.getElementById('msg').textContent=j.ok?'':j.error; if(j.ok) show(j.state); return j;}
 function show(state){for(const b of document.querySelectorAll('#styles button')) b.className=(state.style[b.textContent]||0)>0.5?'on':'';
- document.getElementById('strength').value=state.strength; document.getElementById('mode').value=state.mode||'stylised';}
+ document.getElementById('strength').value=state.strength; document.getElementById('mode').value=state.mode||'stylised';
+ if(state.stabilise!==undefined) document.getElementById('stabilise').value=state.stabilise;}
 async function init(){const s=await (await fetch('/state')).json(); const box=document.getElementById('styles');
  for(const name of (s.styles||[])){const b=document.createElement('button');b.textContent=name;b.onclick=()=>ctl({cmd:'set_style',style:name});box.appendChild(b);}
  if(s.state) show(s.state);}
 document.getElementById('strength').onchange=e=>ctl({cmd:'set_strength',value:parseFloat(e.target.value)});
 document.getElementById('mode').onchange=e=>ctl({cmd:'set_mode',mode:e.target.value});
+document.getElementById('stabilise').onchange=e=>ctl({cmd:'set_stabilise',value:parseFloat(e.target.value)});
 init();
 </script></body></html>
 """

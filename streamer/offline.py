@@ -10,6 +10,7 @@ import numpy as np
 
 from engines import BaseEngine
 from streamer.sources import normalise_frame
+from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig, Stabiliser
 
 log = logging.getLogger(__name__)
 
@@ -20,13 +21,16 @@ class OfflineError(RuntimeError):
     """Input unreadable or output unwritable."""
 
 
-def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float], strength: float, attention_out: Path | None = None) -> int:
+def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float], strength: float, attention_out: Path | None = None,
+                 stabilise: float = DEFAULT_HISTORY) -> int:
     """Stylise ``src`` (image or video) into ``dst``; returns the number of frames written.
 
-    Videos are written with OpenCV's mp4v (``.mp4``) or MJPG (``.avi``) codec: this OpenCV
-    build cannot encode H.264.
+    Video frames go through the daemon's stabiliser at history weight ``stabilise`` (0 = off;
+    ``StabiliseError`` when out of range). Videos are written with OpenCV's mp4v (``.mp4``) or
+    MJPG (``.avi``) codec: this OpenCV build cannot encode H.264.
     """
     w = np.asarray(weights, np.float32)
+    stabiliser = Stabiliser(StabiliseConfig(history=stabilise))
     if src.suffix.lower() in IMAGE_SUFFIXES:
         img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
         if img is None:
@@ -48,7 +52,9 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
             ok, frame = cap.read()
             if not ok:
                 break
-            out = engine.infer(normalise_frame(frame), w, strength).output
+            frame = normalise_frame(frame)
+            res = engine.infer(frame, w, strength)
+            out = stabiliser(frame, res.output, res.attention)[0] if stabiliser.cfg.enabled else res.output
             if writer is None:
                 fourcc = cv2.VideoWriter.fourcc(*("MJPG" if dst.suffix.lower() == ".avi" else "mp4v"))
                 writer = cv2.VideoWriter(str(dst), fourcc, fps, (out.shape[1], out.shape[0]))

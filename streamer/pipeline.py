@@ -34,6 +34,7 @@ from streamer.publisher import Publisher
 from streamer.render import attention_overlay, compose, grade
 from streamer.security import HandshakeWatch, ServerKeys
 from streamer.sources import FrameError, SourceError, open_source, parse_source
+from streamer.stabilise import Stabiliser, stabilise
 from streamer.stats import FrameTiming, Stats
 
 log = logging.getLogger(__name__)
@@ -77,7 +78,7 @@ class Pipeline:
         self.frames: Mailbox[Captured] = Mailbox("capture→infer")
         self.results: Mailbox[Inferred] = Mailbox("infer→publish")
         self._state_lock = threading.Lock()
-        self._state = controls.initial_state(styles, cfg.style or None, cfg.strength, cfg.overlay_opacity)
+        self._state = controls.initial_state(styles, cfg.style or None, cfg.strength, cfg.overlay_opacity, cfg.stabilise)
         self._state_version = 0
         self.errors: list[BaseException] = []
         self._threads: list[threading.Thread] = []
@@ -228,6 +229,7 @@ class Pipeline:
     def _publish_loop(self) -> None:
         cfg, next_stats, published_version = self.cfg, 0.0, -1
         izmq_cm: AbstractContextManager[ImageZmqPublisher | None] = ImageZmqPublisher(self.ctx, cfg.imagezmq) if cfg.imagezmq else nullcontext()
+        stabiliser = Stabiliser()  # this thread's: the history of the stream it publishes
         with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality, self.curve) as pub, izmq_cm as izmq, \
                 HandshakeWatch(pub.socket, "publish", self.stats.count, self.curve is not None) as refused:
             while not self.stop_event.is_set():
@@ -238,7 +240,7 @@ class Pipeline:
                 except MailboxClosed:
                     return
                 if item is not None:
-                    self._publish_frame(pub, izmq, item)
+                    self._publish_frame(pub, izmq, item, stabiliser)
                 now = time.monotonic()
                 state, version = self.state
                 if now >= next_stats or version != published_version:
@@ -248,12 +250,13 @@ class Pipeline:
                     pub.send_meta(wire.TOPIC_STATS, self.status())
                     next_stats = now + cfg.stats_interval
 
-    def _publish_frame(self, pub: Publisher, izmq: ImageZmqPublisher | None, item: Inferred) -> None:
+    def _publish_frame(self, pub: Publisher, izmq: ImageZmqPublisher | None, item: Inferred, stabiliser: Stabiliser) -> None:
         cap, state = item.cap, item.state
         t0 = time.perf_counter()
-        graded = grade(item.output, state.grading)
-        out = compose(state.mode, cap.frame, graded, item.attention)
-        overlay = attention_overlay(graded, item.attention, state.overlay_opacity) if self.cfg.publish_overlay and state.overlay_enabled else None
+        output, attention = stabilise(stabiliser, state.stabilise, cap.frame, item.output, item.attention)
+        graded = grade(output, state.grading)
+        out = compose(state.mode, cap.frame, graded, attention)
+        overlay = attention_overlay(graded, attention, state.overlay_opacity) if self.cfg.publish_overlay and state.overlay_enabled else None
         self._last_published = (cap.seq, out)  # one reference swap: read by snapshot requests
         t1 = time.perf_counter()
         payload = pub.encode_image(out)
@@ -304,8 +307,8 @@ class Pipeline:
 
     def reconfigure(self, live: dict[str, Any]) -> None:
         """Apply reloaded settings (streamer.settings.RELOADABLE) to the running pipeline: style,
-        strength and overlay opacity go into the control state, like a control request would."""
-        unknown = set(live) - {"style", "strength", "overlay_opacity", "publish_overlay"}
+        strength, overlay opacity and stabilisation go into the control state, like a control request would."""
+        unknown = set(live) - {"style", "strength", "overlay_opacity", "publish_overlay", "stabilise"}
         if unknown:
             raise ControlError(f"cannot change {sorted(unknown)} while running")
         state, _ = self.state
@@ -315,6 +318,8 @@ class Pipeline:
             state = replace(state, strength=float(live["strength"]))
         if "overlay_opacity" in live:
             state = replace(state, overlay_opacity=float(live["overlay_opacity"]))
+        if "stabilise" in live:
+            state = replace(state, stabilise=float(live["stabilise"]))
         self._set_state(state)
         if "publish_overlay" in live:
             self.cfg = replace(self.cfg, publish_overlay=bool(live["publish_overlay"]))  # one reference swap, read per frame

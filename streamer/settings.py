@@ -20,7 +20,7 @@ from typing import Any
 from streamer.config import ConfigError, ServeConfig, parse_host_port, validate
 
 # Applied to the running pipeline on SIGHUP; every other change is logged as needing a restart.
-RELOADABLE = ("style", "strength", "overlay_opacity", "publish_overlay")
+RELOADABLE = ("style", "strength", "overlay_opacity", "publish_overlay", "stabilise")
 
 _HINTS = typing.get_type_hints(ServeConfig)
 

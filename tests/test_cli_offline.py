@@ -22,10 +22,11 @@ def test_stylize_image_and_video(tiny_model: Path, tmp_path: Path) -> None:
     assert cv2.imread(str(tmp_path / "out.png")).shape == (50, 70, 3)
     assert cv2.imread(str(tmp_path / "att.png"), cv2.IMREAD_GRAYSCALE).shape == (50, 70)
     clip = write_clip(tmp_path / "clip.avi", n=4)
-    out = _cli("stylize", str(clip), str(tmp_path / "out.mp4"), "--model", str(tiny_model), "--style", "style_b")
-    assert out.returncode == 0, out.stderr
-    cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
+    for flags in ([], ["--stabilise", "0"]):
+        out = _cli("stylize", str(clip), str(tmp_path / "out.mp4"), "--model", str(tiny_model), "--style", "style_b", *flags)
+        assert out.returncode == 0, out.stderr
+        cap = cv2.VideoCapture(str(tmp_path / "out.mp4"))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
 
 
 def test_stylize_errors(tiny_model: Path, tmp_path: Path) -> None:
@@ -35,6 +36,8 @@ def test_stylize_errors(tiny_model: Path, tmp_path: Path) -> None:
     cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
     out = _cli("stylize", str(img), str(tmp_path / "o.png"), "--model", str(tiny_model), "--style", "nope")
     assert out.returncode == 2 and "unknown style" in out.stderr
+    out = _cli("stylize", str(img), str(tmp_path / "o.png"), "--model", str(tiny_model), "--stabilise", "1.5")
+    assert out.returncode == 2 and "history" in out.stderr and not (tmp_path / "o.png").exists()
 
 
 def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:

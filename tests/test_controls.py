@@ -36,6 +36,16 @@ def test_set_strength_grading_overlay() -> None:
     assert apply({"cmd": "status", "id": 3}) == state()
 
 
+def test_set_stabilise() -> None:
+    assert state().stabilise == 0.0 and controls.initial_state(STYLES, None, 1.0, 0.5, 0.6).stabilise == 0.6
+    assert apply({"cmd": "set_stabilise", "value": 0.8}).stabilise == 0.8
+    assert apply({"cmd": "set_stabilise", "value": 0}).stabilise == 0.0
+    assert apply({"cmd": "set_stabilise", "value": 0.8}).to_json()["stabilise"] == 0.8
+    for bad in (0.99, -0.1, "0.5", True):
+        with pytest.raises(ControlError, match="'value' must"):
+            apply({"cmd": "set_stabilise", "value": bad})
+
+
 @pytest.mark.parametrize(
     "raw, match",
     [

@@ -77,6 +77,26 @@ def test_floor_of_a_pointwise_model_is_its_stylised_error(tmp_path: Path) -> Non
     assert t.floor == pytest.approx(t.stylised, rel=1e-2) and t.stylised == pytest.approx(t.raw, rel=1e-2)
 
 
+class Flicker:
+    """A duck-typed engine whose output is the frame plus fresh noise: flicker and nothing else."""
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(0)
+
+    def infer(self, frame: np.ndarray, weights: np.ndarray, strength: float) -> InferResult:
+        out = np.clip(frame + self.rng.normal(0, 10, frame.shape), 0, 255).astype(np.uint8)
+        return InferResult(out, np.zeros(frame.shape[:2], np.uint8))
+
+
+def test_stabilised_clips_measure_the_stabiliser(tmp_path: Path) -> None:
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), _photo())
+    size, w = (192, 128), np.ones(1, np.float32)
+    alone = ev.temporal_synthetic(Flicker(), [path], w, 8, size, 0)  # type: ignore[arg-type]
+    steady = ev.temporal_synthetic(Flicker(), [path], w, 8, size, 0, stabilise=0.6)  # type: ignore[arg-type]
+    assert steady.raw == alone.raw and steady.ratio < 0.8 * alone.ratio
+
+
 def test_vgg_reads_the_hed_layout(tmp_path: Path) -> None:
     h5py = pytest.importorskip("h5py")
     from training.vgg import BLOCKS, Vgg16
@@ -104,18 +124,21 @@ def test_evaluate_cli(tiny_model: Path, tmp_path: Path) -> None:
     ref = tmp_path / "ref.png"
     cv2.imwrite(str(ref), _photo(5))
     out = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--frames", "3",
-                          "--images", str(photos), "--width", "96", "--height", "64", "--shifts", "1,4,8", "--json", str(tmp_path / "r.json")],
+                          "--images", str(photos), "--width", "96", "--height", "64", "--shifts", "1,4,8", "--stabilise", "0.6", "--json", str(tmp_path / "r.json")],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     import json
 
     r = json.loads((tmp_path / "r.json").read_text())
-    assert set(r["temporal"]) == {"style_a", "style_b"} and set(r["images"]) == {"style_a", "style_b"}
+    assert set(r["temporal"]) == {"style_a", "style_b"} and set(r["images"]) == {"style_a", "style_b"} and r["stabilise"] == 0.6
     assert all(0 <= s["edge_f1"] <= 1 for s in r["images"].values())
     assert set(r["shift"]["style_a"]) == {"1", "4", "8"} and all(v >= 0 for v in r["shift"]["style_a"].values())
     bad = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--shifts", "1,x"],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "--shifts" in bad.stderr
+    bad = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--motion-clips", str(photos), "--stabilise", "1"],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "history" in bad.stderr
     sidecar = tiny_model.with_suffix(".json")
     before = sidecar.read_bytes()
     clobber = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--images", str(photos), "--json", str(sidecar)],

@@ -125,7 +125,7 @@ def test_check_values_and_reload_diff() -> None:
     new = ServeConfig(strength=0.3, style="cartoon", width=320)
     live, restart = reload_diff(old, new)
     assert live == {"strength": 0.3, "style": "cartoon"} and restart == ["width"]
-    assert set(RELOADABLE) == {"style", "strength", "overlay_opacity", "publish_overlay"}
+    assert set(RELOADABLE) == {"style", "strength", "overlay_opacity", "publish_overlay", "stabilise"}
     assert resolve(None, {}) == ServeConfig()
 
 
@@ -140,7 +140,7 @@ def test_sighup_reloads_live_settings_and_names_the_rest(tmp_path: Path) -> None
     try:
         listener.wait_for("READY", 60)
         assert request(ctl, {"cmd": "status"}, timeout=10)["state"]["strength"] == 1.0
-        cfg.write_text(base.replace("width = 128", "width = 256") + "strength = 0.4\noverlay_opacity = 0.8\n")
+        cfg.write_text(base.replace("width = 128", "width = 256") + "strength = 0.4\noverlay_opacity = 0.8\nstabilise = 0.3\n")
         d.proc.send_signal(signal.SIGHUP)
         t_reloading = listener.wait_for("RELOADING", 10)
         deadline = time.monotonic() + 10
@@ -148,7 +148,7 @@ def test_sighup_reloads_live_settings_and_names_the_rest(tmp_path: Path) -> None
             assert time.monotonic() < deadline, "strength was not reloaded"
             time.sleep(0.1)
         state = request(ctl, {"cmd": "status"}, timeout=10)["state"]
-        assert state["overlay_opacity"] == 0.8
+        assert state["overlay_opacity"] == 0.8 and state["stabilise"] == 0.3
         assert any(t > t_reloading and "READY" in m for t, m in listener.messages), "READY=1 after the reload"
         cfg.write_text(base + "strength = 7.0\n")  # a bad file: rejected, the daemon keeps its settings
         d.proc.send_signal(signal.SIGHUP)

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from engines import BaseEngine
+from streamer.stabilise import StabiliseConfig, Stabiliser
 
 log = logging.getLogger(__name__)
 U8 = np.ndarray
@@ -107,11 +108,18 @@ class Temporal:
         return None if self.floor is None else self.floor / max(self.raw, 1e-6)
 
 
-def stylise_clip(engine: BaseEngine, clip: list[U8], weights: np.ndarray) -> list[U8]:
-    return [engine.infer(f, weights, 1.0).output.copy() for f in clip]
+def stylise_clip(engine: BaseEngine, clip: list[U8], weights: np.ndarray, stabilise: float = 0.0) -> list[U8]:
+    """Each frame [H,W,3] uint8 through ``engine``; with ``stabilise`` > 0 the outputs then go, in
+    order, through the daemon's stabiliser at that history weight (what a viewer of the stream sees)."""
+    stabiliser = Stabiliser(StabiliseConfig(history=stabilise))
+    out = []
+    for f in clip:
+        res = engine.infer(f, weights, 1.0)
+        out.append(stabiliser(f, res.output, res.attention)[0] if stabiliser.cfg.enabled else res.output.copy())
+    return out
 
 
-def temporal_synthetic(engine: BaseEngine, photos: list[Path], weights: np.ndarray, frames: int, size: tuple[int, int], seed: int) -> Temporal:
+def temporal_synthetic(engine: BaseEngine, photos: list[Path], weights: np.ndarray, frames: int, size: tuple[int, int], seed: int, stabilise: float = 0.0) -> Temporal:
     rng = np.random.default_rng(seed)
     raw, sty, floor = [], [], []
     for p in photos:
@@ -121,7 +129,7 @@ def temporal_synthetic(engine: BaseEngine, photos: list[Path], weights: np.ndarr
         img = img[: img.shape[0] - img.shape[0] % 8, : img.shape[1] - img.shape[1] % 8]  # the engine's size rule
         mats = motion_path(img.shape[:2], frames, size, rng)
         clip, deltas = render_clip(img, mats, size)
-        out = stylise_clip(engine, clip, weights)
+        out = stylise_clip(engine, clip, weights, stabilise)
         still, _ = render_clip(engine.infer(img, weights, 1.0).output.copy(), mats, size)
         raw += [warp_error_affine(clip[t], clip[t + 1], d) for t, d in enumerate(deltas)]
         sty += [warp_error_affine(out[t], out[t + 1], d) for t, d in enumerate(deltas)]
@@ -129,7 +137,7 @@ def temporal_synthetic(engine: BaseEngine, photos: list[Path], weights: np.ndarr
     return Temporal(float(np.mean(raw)), float(np.mean(sty)), float(np.mean(floor)))
 
 
-def temporal_video(engine: BaseEngine, video: Path, weights: np.ndarray, max_frames: int) -> Temporal:
+def temporal_video(engine: BaseEngine, video: Path, weights: np.ndarray, max_frames: int, stabilise: float = 0.0) -> Temporal:
     cap = cv2.VideoCapture(str(video))
     clip: list[U8] = []
     while len(clip) < max_frames:
@@ -140,7 +148,7 @@ def temporal_video(engine: BaseEngine, video: Path, weights: np.ndarray, max_fra
     cap.release()
     if len(clip) < 2:
         raise FileNotFoundError(f"need at least 2 frames from {video}, got {len(clip)}")
-    out = stylise_clip(engine, clip, weights)
+    out = stylise_clip(engine, clip, weights, stabilise)
     raw = [warp_error_flow(clip[t], clip[t + 1], clip[t], clip[t + 1]) for t in range(len(clip) - 1)]
     sty = [warp_error_flow(clip[t], clip[t + 1], out[t], out[t + 1]) for t in range(len(clip) - 1)]
     return Temporal(float(np.mean(raw)), float(np.mean(sty)))

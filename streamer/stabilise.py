@@ -1,0 +1,217 @@
+"""Temporal stabilisation of the stylised stream: the previous output, moved with the camera,
+is blended into the new one where the scene agrees (what temporal anti-aliasing does in a game
+renderer: reproject the history, clamp it to the new frame's neighbourhood, blend).
+
+A feed-forward generator stylises every frame on its own, so tiny frame-to-frame differences of
+the input (sensor noise, the sub-pixel phase a moving camera samples the scene at) come out as
+changes of the style pattern: shimmer. Averaging along the camera's motion removes most of it:
+
+1. ``estimate_motion``: the camera's motion between the two *raw* frames, a 2×3 similarity
+   (shift, rotation, zoom) from tracked corners (Lucas–Kanade) and RANSAC, on frames scaled
+   down to ``motion_width``. Moving objects are outliers of that fit.
+2. ``agreement``: where the raw frames, the previous one moved by that motion, still match
+   (1) and where they do not (0: a moving object, an occlusion, the border the camera
+   uncovered). Only the raw frames decide this, never the stylised ones.
+3. ``Stabiliser``: output = new + w · (clamp(moved history) − new), with w = ``history`` ×
+   agreement, and the moved history clamped per channel to the new output's 3×3 min…max, so
+   that a wrong motion estimate cannot leave a trail. A cut (no motion found, or the frames
+   disagree almost everywhere) drops the history.
+
+Pure functions on uint8/float32 numpy arrays plus one small stateful class; OpenCV only.
+Used by the daemon's publish thread, ``stylecast stylize`` and ``stylecast evaluate --stabilise``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import cast
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+U8 = npt.NDArray[np.uint8]
+F32 = npt.NDArray[np.float32]
+
+
+class StabiliseError(ValueError):
+    """A stabiliser setting or input out of range."""
+
+
+MAX_HISTORY = 0.95
+"""Largest history weight: at 1 the output would never take in a new frame."""
+
+DEFAULT_HISTORY = 0.6
+"""The daemon's default (``ServeConfig.stabilise``): see docs/QUALITY.md for how it was chosen."""
+
+
+@dataclass(frozen=True)
+class StabiliseConfig:
+    """``history``: weight of the moved previous output where the scene agrees, in [0, MAX_HISTORY]; 0 turns
+    the stabiliser off. ``motion_width``: px, frames are scaled to this width for the motion
+    estimate. ``tolerance``: grey levels (0–255) of raw-frame disagreement, after a σ = 1 px blur,
+    at which the history's weight halves. ``cut``: share of pixels that disagree by more than
+    4 × ``tolerance`` above which the frame is a new scene and the history is dropped."""
+
+    history: float = DEFAULT_HISTORY
+    motion_width: int = 320
+    tolerance: float = 6.0
+    cut: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.history <= MAX_HISTORY:
+            raise StabiliseError(f"history: expected a weight in [0, {MAX_HISTORY}], got {self.history}")
+        if not 64 <= self.motion_width <= 4096:
+            raise StabiliseError(f"motion_width: expected 64–4096 px, got {self.motion_width}")
+        if not self.tolerance > 0:
+            raise StabiliseError(f"tolerance: expected > 0 grey levels, got {self.tolerance}")
+        if not 0.0 < self.cut <= 1.0:
+            raise StabiliseError(f"cut: expected a share in (0, 1], got {self.cut}")
+
+    @property
+    def enabled(self) -> bool:
+        return self.history > 0
+
+
+MIN_TRACKS = 12
+"""Fewer tracked corners (or RANSAC inliers) than this and the motion is not estimated."""
+
+
+def small_grey(frame: U8, width: int) -> tuple[U8, float]:
+    """[H,W,3] BGR → grey [h,w] uint8 at ``width`` (never upscaled), and the scale full/small."""
+    grey = cast(U8, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
+    w = frame.shape[1]
+    if w <= width:
+        return grey, 1.0
+    s = w / width
+    h = max(8, round(frame.shape[0] / s))
+    return cast(U8, cv2.resize(grey, (width, h), interpolation=cv2.INTER_AREA)), s
+
+
+def to_full_resolution(m: F32, s: float) -> F32:
+    """A 2×3 transform between images scaled by 1/``s`` (pixel centres at i + 0.5, as
+    ``cv2.resize``) → the same motion in full-resolution pixels."""
+    out = m.astype(np.float32).copy()
+    a = out[:, :2]
+    out[:, 2] = s * out[:, 2] + 0.5 * (s - 1.0) * (1.0 - a.sum(axis=1))
+    return out
+
+
+def estimate_motion(prev: U8, cur: U8) -> F32 | None:
+    """The camera motion from grey frame ``prev`` to ``cur`` (same shape, uint8) as a 2×3
+    similarity in their pixels (``cv2.warpAffine(prev, m)`` lines ``prev`` up with ``cur``), or
+    None where it cannot be told (a flat picture, a cut, too few corners that agree)."""
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=150, qualityLevel=0.01, minDistance=6, blockSize=7)
+    if pts is None or len(pts) < MIN_TRACKS:
+        return None
+    nxt, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, pts, np.empty_like(pts), winSize=(21, 21), maxLevel=3)
+    ok = status.reshape(-1) == 1
+    if int(ok.sum()) < MIN_TRACKS:
+        return None
+    m, inliers = cv2.estimateAffinePartial2D(pts[ok], nxt[ok], method=cv2.RANSAC, ransacReprojThreshold=1.0, maxIters=500, refineIters=10)
+    if m is None or inliers is None or int(inliers.sum()) < MIN_TRACKS:
+        return None
+    return np.asarray(m, np.float32)
+
+
+def agreement(prev_grey: U8, cur_grey: U8, m: F32, tolerance: float) -> tuple[F32, float]:
+    """Per pixel of ``cur_grey`` [h,w]: how well the previous frame, moved by ``m``, matches it,
+    in [0, 1] (0 where the move leaves no picture), and the share of pixels that disagree by more
+    than 4 × ``tolerance``. Both frames are blurred (σ = 1 px) first so that resampling and
+    sensor noise do not count as disagreement."""
+    h, w = cur_grey.shape
+    a = cv2.GaussianBlur(prev_grey.astype(np.float32), (0, 0), 1.0)
+    b = cv2.GaussianBlur(cur_grey.astype(np.float32), (0, 0), 1.0)
+    moved = cv2.warpAffine(a, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
+    r = np.abs(b - moved)
+    agree = np.exp(-np.log(2.0) * (r / tolerance) ** 2).astype(np.float32)
+    return agree, float((r > 4 * tolerance).mean())
+
+
+IDENTITY_TOLERANCE = 0.02
+"""px: a motion that moves no pixel of the frame by more than this counts as none, so a still
+camera's history is never resampled (resampling softens it)."""
+
+
+def is_still(m: F32, w: int, h: int) -> bool:
+    """Whether 2×3 motion ``m`` moves every corner of a [h, w] frame by less than IDENTITY_TOLERANCE px."""
+    corners = np.array([[0, 0, 1], [w, 0, 1], [0, h, 1], [w, h, 1]], np.float32)
+    return bool(np.abs(corners @ m.T - corners[:, :2]).max() < IDENTITY_TOLERANCE)
+
+
+def move(img: U8, m: F32 | None) -> U8:
+    """``img`` [H,W] or [H,W,C] uint8 moved by the 2×3 motion ``m`` (bicubic, which softens the
+    history less than bilinear; borders replicated, the agreement map zeroes them); None: itself."""
+    if m is None:
+        return img
+    h, w = img.shape[:2]
+    return cast(U8, cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+
+
+class Stabiliser:
+    """Stateful: feed it every frame of one stream in order, on one thread.
+
+    ``__call__(raw, output, attention)``: the raw frame [H,W,3] uint8 BGR, its stylised output
+    [H,W,3] uint8 and attention [H,W] uint8 → stabilised (output, attention), new arrays of the
+    same shapes. The history (the last results) is kept here; a change of frame size, a cut or
+    ``reset()`` drops it. ``last_weight`` is the mean history weight of the last frame (0 after
+    a cut or with no history), for stats."""
+
+    def __init__(self, cfg: StabiliseConfig | None = None) -> None:
+        self.cfg = cfg or StabiliseConfig()
+        self.last_weight = 0.0
+        self._prev: U8 | None = None  # small grey raw frame
+        self._out: U8 | None = None
+        self._att: U8 | None = None
+
+    def reset(self) -> None:
+        self._prev = self._out = self._att = None
+        self.last_weight = 0.0
+
+    def __call__(self, raw: U8, output: U8, attention: U8) -> tuple[U8, U8]:
+        if raw.ndim != 3 or raw.shape != output.shape or raw.shape[:2] != attention.shape:
+            raise StabiliseError(f"stabilise: expected raw and output [H,W,3] and attention [H,W] of one size, got {list(raw.shape)}, {list(output.shape)}, {list(attention.shape)}")
+        grey, s = small_grey(raw, self.cfg.motion_width)
+        prev, hist_out, hist_att = self._prev, self._out, self._att
+        self._prev = grey
+        self.last_weight = 0.0
+        res = (output.copy(), attention.copy())
+        if self.cfg.enabled and prev is not None and prev.shape == grey.shape and hist_out is not None and hist_att is not None and hist_out.shape == output.shape:
+            res = self._blend(prev, grey, s, hist_out, hist_att, output, attention) or res
+        self._out, self._att = res
+        return res
+
+    def _blend(self, prev: U8, grey: U8, s: float, hist_out: U8, hist_att: U8, output: U8, attention: U8) -> tuple[U8, U8] | None:
+        m_small = estimate_motion(prev, grey)
+        if m_small is None:
+            return None
+        agree, disagree = agreement(prev, grey, m_small, self.cfg.tolerance)
+        if disagree > self.cfg.cut:
+            return None
+        h, w = output.shape[:2]
+        full = to_full_resolution(m_small, s)
+        m = None if is_still(full, w, h) else full
+        wgt = self.cfg.history * cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
+        self.last_weight = float(wgt.mean())
+        keep = 1.0 - wgt
+        return (cast(U8, cv2.blendLinear(output, clamp_to_neighbourhood(move(hist_out, m), output), keep, wgt)),
+                cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m), attention), keep, wgt)))
+
+
+def stabilise(stabiliser: Stabiliser, history: float, raw: U8, output: U8, attention: U8) -> tuple[U8, U8]:
+    """One frame through ``stabiliser`` at history weight ``history`` (a live setting: 0 turns it
+    off and drops the history, so turning it on again starts clean); ``output``/``attention``
+    themselves when off."""
+    if history <= 0:
+        stabiliser.reset()
+        return output, attention
+    if stabiliser.cfg.history != history:
+        stabiliser.cfg = replace(stabiliser.cfg, history=history)
+    return stabiliser(raw, output, attention)
+
+
+def clamp_to_neighbourhood(old: U8, new: U8) -> U8:
+    """``old`` clamped, per pixel and channel, to the min…max of ``new``'s 3×3 neighbourhood;
+    uint8 arrays of one shape ([H,W] or [H,W,C]), a new array."""
+    k = np.ones((3, 3), np.uint8)
+    return cast(U8, cv2.min(cv2.max(old, cv2.erode(new, k)), cv2.dilate(new, k)))
