@@ -254,6 +254,7 @@ class Pipeline:
         cap, state = item.cap, item.state
         t0 = time.perf_counter()
         output, attention = stabilise(stabiliser, state.stabilise, cap.frame, item.output, item.attention)
+        self.stats.set_status(stabilise_weight=round(stabiliser.last_weight, 3))  # 0: off, a cut, or no motion estimate
         graded = grade(output, state.grading)
         out = compose(state.mode, cap.frame, graded, attention)
         overlay = attention_overlay(graded, attention, state.overlay_opacity) if self.cfg.publish_overlay and state.overlay_enabled else None

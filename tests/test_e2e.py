@@ -97,6 +97,18 @@ def test_serve_end_to_end(daemon: tuple[subprocess.Popen[str], str, str]) -> Non
         assert more[-1][0].seq > last_seq
         assert request(ctl, {"cmd": "status"})["status"]["counters"]["control_errors"] >= 5
 
+        # the stabiliser tracks the demo's camera motion (on by default), and turns off live
+        assert request(ctl, {"cmd": "status"})["state"]["stabilise"] == 0.6
+        weights = []
+        for _ in range(5):
+            weights.append(request(ctl, {"cmd": "status"})["status"].get("stabilise_weight", 0.0))
+            time.sleep(0.2)
+        assert max(weights) > 0.3, weights
+        assert request(ctl, {"cmd": "set_stabilise", "value": 0})["ok"] is True
+        frames_of(sub, wire.TOPIC_STYLISED, 3)
+        time.sleep(0.3)
+        assert request(ctl, {"cmd": "status"})["status"]["stabilise_weight"] == 0.0
+
     # `stylecast view --out` records what a person would watch
     out_mp4 = Path(os.environ.get("PYTEST_TMP", "/tmp")) / f"view_{os.getpid()}.mp4"
     r = subprocess.run([sys.executable, "-m", "streamer", "view", "--endpoint", pub, "--topic", "overlay", "--out", str(out_mp4), "--frames", "5"],
