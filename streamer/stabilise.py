@@ -101,10 +101,10 @@ def estimate_motion(prev: U8, cur: U8) -> F32 | None:
     """The camera motion from grey frame ``prev`` to ``cur`` (same shape, uint8) as a 2×3
     similarity in their pixels (``cv2.warpAffine(prev, m)`` lines ``prev`` up with ``cur``), or
     None where it cannot be told (a flat picture, a cut, too few corners that agree)."""
-    pts = cv2.goodFeaturesToTrack(prev, maxCorners=150, qualityLevel=0.01, minDistance=6, blockSize=7)
+    pts = cv2.goodFeaturesToTrack(prev, maxCorners=100, qualityLevel=0.01, minDistance=8, blockSize=7)
     if pts is None or len(pts) < MIN_TRACKS:
         return None
-    nxt, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, pts, np.empty_like(pts), winSize=(21, 21), maxLevel=3)
+    nxt, status, _err = cv2.calcOpticalFlowPyrLK(prev, cur, pts, np.empty_like(pts), winSize=(15, 15), maxLevel=2)
     ok = status.reshape(-1) == 1
     if int(ok.sum()) < MIN_TRACKS:
         return None
@@ -123,9 +123,13 @@ def agreement(prev_grey: U8, cur_grey: U8, m: F32, tolerance: float) -> tuple[F3
     a = cv2.GaussianBlur(prev_grey.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(cur_grey.astype(np.float32), (0, 0), 1.0)
     moved = cv2.warpAffine(a, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
-    r = np.abs(b - moved)
-    agree = np.exp(-np.log(2.0) * (r / tolerance) ** 2).astype(np.float32)
-    return agree, float((r > 4 * tolerance).mean())
+    q = cv2.absdiff(b, moved)
+    disagree = float(np.count_nonzero(q > 4 * tolerance)) / q.size
+    q *= np.float32(1.0 / tolerance)
+    q *= q
+    q *= q
+    q += np.float32(1.0)
+    return cast(F32, cv2.divide(1.0, q)), disagree  # 1 / (1 + (r/tolerance)^4): ½ at tolerance, 1/17 at 2×
 
 
 IDENTITY_TOLERANCE = 0.02
@@ -139,13 +143,14 @@ def is_still(m: F32, w: int, h: int) -> bool:
     return bool(np.abs(corners @ m.T - corners[:, :2]).max() < IDENTITY_TOLERANCE)
 
 
-def move(img: U8, m: F32 | None) -> U8:
-    """``img`` [H,W] or [H,W,C] uint8 moved by the 2×3 motion ``m`` (bicubic, which softens the
-    history less than bilinear; borders replicated, the agreement map zeroes them); None: itself."""
+def move(img: U8, m: F32 | None, interpolation: int = cv2.INTER_CUBIC) -> U8:
+    """``img`` [H,W] or [H,W,C] uint8 moved by the 2×3 motion ``m`` (bicubic by default, which
+    softens the history less than bilinear; borders replicated, the agreement map zeroes them);
+    None: itself."""
     if m is None:
         return img
     h, w = img.shape[:2]
-    return cast(U8, cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE))
+    return cast(U8, cv2.warpAffine(img, m, (w, h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE))
 
 
 class Stabiliser:
@@ -195,7 +200,7 @@ class Stabiliser:
         self.last_weight = float(wgt.mean())
         keep = 1.0 - wgt
         return (cast(U8, cv2.blendLinear(output, clamp_to_neighbourhood(move(hist_out, m), output), keep, wgt)),
-                cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m), attention), keep, wgt)))
+                cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m, cv2.INTER_LINEAR), attention), keep, wgt)))
 
 
 def stabilise(stabiliser: Stabiliser, history: float, raw: U8, output: U8, attention: U8) -> tuple[U8, U8]:
