@@ -123,7 +123,7 @@ def agreement(prev_grey: U8, cur_grey: U8, m: F32, tolerance: float) -> tuple[F3
     a = cv2.GaussianBlur(prev_grey.astype(np.float32), (0, 0), 1.0)
     b = cv2.GaussianBlur(cur_grey.astype(np.float32), (0, 0), 1.0)
     moved = cv2.warpAffine(a, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
-    q = cv2.absdiff(b, moved)
+    q = cast(F32, cv2.absdiff(b, moved))
     disagree = float(np.count_nonzero(q > 4 * tolerance)) / q.size
     q *= np.float32(1.0 / tolerance)
     q *= q
