@@ -341,6 +341,11 @@ def cmd_train(a: argparse.Namespace) -> int:
             overrides["edge_style_weights"] = _name_weights(a.w_edge_style)
         if a.w_temporal_style:
             overrides["temporal_style_weights"] = _name_weights(a.w_temporal_style)
+        if a.video:
+            missing = [v for v in a.video if not Path(v).is_file()]
+            if missing:
+                raise ValueError(f"--video: no such file {', '.join(missing)}")
+            overrides["videos"] = tuple(a.video)
         cfg = TrainConfig(**overrides)
         if not a.dry_run:
             from training.data import style_name
@@ -546,6 +551,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")
     s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
+    s.add_argument("--video", action="append", metavar="CLIP",
+                   help="your own footage (repeat per clip): its frame pairs, with optical flow, train the temporal loss on real motion")
+    s.add_argument("--video-share", type=float, help="share of steps that train on --video frame pairs instead of photos (default 0.5)")
     s.add_argument("--w-edge-style", action="append", metavar="NAME=W",
                    help="this style's own edge-loss weight instead of --w-edge (repeat per style)")
     s.add_argument("--w-temporal-style", action="append", metavar="NAME=W",

@@ -44,6 +44,8 @@ class TrainConfig:
     w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss), every style; 0 = off
     edge_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_edge
     temporal_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_temporal (needs w_temporal > 0)
+    videos: tuple[str, ...] = ()  # the user's clips: their frame pairs give a temporal loss on real (optical-flow) motion
+    video_share: float = 0.5  # share of steps whose batch is frame pairs from ``videos`` instead of photos
     ema_decay: float = 0.995
     backbone: Literal["efficientnet_lite0", "fake"] = "efficientnet_lite0"
     sample_every: int = 250
@@ -65,6 +67,8 @@ class TrainConfig:
             for style, weight in getattr(self, table).items():
                 if weight < 0:
                     raise ValueError(f"{table}[{style!r}] must be ≥ 0, got {weight}")
+        if not 0.0 <= self.video_share <= 1.0:
+            raise ValueError(f"video_share must be in [0, 1], got {self.video_share}")
         if self.temporal_style_weights and self.w_temporal <= 0:
             raise ValueError("temporal_style_weights need w_temporal > 0 (the temporal loss is off)")
 
@@ -85,4 +89,5 @@ class TrainConfig:
     def from_json(path: Path) -> TrainConfig:
         raw = json.loads(path.read_text())
         raw["styles"] = tuple(raw["styles"])
+        raw["videos"] = tuple(raw.get("videos", ()))
         return TrainConfig(**raw)

@@ -29,6 +29,7 @@ from training.data import ContentSampler, StyleSet, load_styles, random_crop
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
 from training.generator import Generator, GeneratorSpec, blend
+from training.video import PairBatch, VideoPairs, flow_warp
 from training.warp import centre_crop, random_affine, second_view, warp
 
 log = logging.getLogger(__name__)
@@ -96,6 +97,9 @@ class Trainer:
         # With a temporal margin, crops carry context for the moved second view (``second_view``).
         self.margin = cfg.temporal_margin if self.w_temporal > 0 else 0
         self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
+        self.video = VideoPairs([Path(v) for v in cfg.videos], cfg.crop, seed=cfg.seed + self.world.rank) if cfg.videos else None
+        if self.video is not None:
+            log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
         spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
@@ -134,6 +138,13 @@ class Trainer:
         real = torch.stack([random_crop(self.rng.choice(self.styles[i].images), cfg.crop, self.rng, (0.3, 0.8)) for i in idx.tolist()])
         return x, context, idx, w, real.to(self.device)
 
+    def video_pairs(self, n: int) -> PairBatch | None:
+        """Frame pairs from the user's videos for this step (with probability ``video_share``), or
+        None: the step trains on photos."""
+        if self.video is None or self.rng.random() >= self.cfg.video_share:
+            return None
+        return self.video.batch(n).to(self.device)
+
     def d_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, real: torch.Tensor) -> float:
         st = self.state
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.use_amp):
@@ -149,13 +160,19 @@ class Trainer:
         st.opt_d.step()
         return float(loss.detach())
 
-    def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor) -> dict[str, float]:
+    def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, pair: PairBatch | None = None) -> dict[str, float]:
+        """One generator update. With ``pair`` (frames from the user's videos; ``x`` is then
+        ``pair.x0``) the temporal loss compares G(frame t+1) with G(frame t) moved by the measured
+        flow; otherwise with a random affine move of the photo crop (``second_view``)."""
         cfg, st, bb = self.cfg, self.state, self.backbone
         n = x.shape[0]
-        if self.w_temporal > 0:  # the warped second view goes through G in the same forward
-            theta = random_affine(n, 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
-            xw, theta = second_view(context, theta, self.margin)
-            xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
+        if self.w_temporal > 0:  # the second view goes through G in the same forward
+            if pair is not None:
+                xw = pair.x1
+            else:
+                theta = random_affine(n, 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
+                xw, theta = second_view(context, theta, self.margin)
+                xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
             x_in, w_in = torch.cat([x, xw]), torch.cat([w, w])
         else:
             x_in, w_in = x, w
@@ -176,7 +193,11 @@ class Trainer:
                 "attention": losses.attention_prior(a, cfg.attention_mean),
             }
             if self.w_temporal > 0:
-                y_warped, valid = warp(y, theta)
+                if pair is not None:
+                    y_warped, inside = flow_warp(y, pair.flow)
+                    valid = inside * pair.valid
+                else:
+                    y_warped, valid = warp(y, theta)
                 rel = None if self.temporal_rel is None else self.temporal_rel[idx]
                 terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur, rel)
             if self.w_edge > 0:
@@ -249,8 +270,12 @@ class Trainer:
         try:
             while st.step < cfg.steps:
                 x, context, idx, w, real = self.sample_batch()
+                pair = self.video_pairs(x.shape[0])
+                if pair is not None:
+                    x = context = pair.x0
                 d_loss = self.d_step(x, idx, w, real)
-                g_terms = self.g_step(x, context, idx, w)
+                g_terms = self.g_step(x, context, idx, w, pair)
+                g_terms["video"] = float(pair is not None)
                 self.ema_update()
                 st.step += 1
                 bar.update(1)
