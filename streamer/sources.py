@@ -12,6 +12,8 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -26,6 +28,21 @@ log = logging.getLogger(__name__)
 
 U8 = npt.NDArray[np.uint8]
 LOW_LATENCY_FFMPEG_OPTIONS = "rtsp_transport;tcp|fflags;nobuffer|flags;low_delay"
+FFMPEG_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+
+
+@contextmanager
+def ffmpeg_capture_options(options: str) -> Iterator[None]:
+    """``OPENCV_FFMPEG_CAPTURE_OPTIONS`` = ``options`` inside the block (unless the user set it),
+    as it was after. Captures opened inside read it; the rest of the process never sees it."""
+    if FFMPEG_OPTIONS_ENV in os.environ:
+        yield
+        return
+    os.environ[FFMPEG_OPTIONS_ENV] = options
+    try:
+        yield
+    finally:
+        os.environ.pop(FFMPEG_OPTIONS_ENV, None)
 SourceKind = Literal["demo", "file", "webcam", "rtsp"]
 
 
@@ -139,9 +156,11 @@ class CvSource:
             cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
         elif kind == "rtsp":
             # Low latency: TCP transport (no UDP loss/reorder stalls), no demuxer buffering. The
-            # user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins; OpenCV reads it at open time.
-            os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", LOW_LATENCY_FFMPEG_OPTIONS)
-            cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
+            # user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins. OpenCV reads it at open time, so it is
+            # set for this open only: left set, it also reached every later file capture of the
+            # process (which then lost its last frame).
+            with ffmpeg_capture_options(LOW_LATENCY_FFMPEG_OPTIONS):
+                cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
             cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         else:
             if not Path(target).is_file():

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import cv2
@@ -63,3 +64,17 @@ def test_missing_file_and_bad_url(tmp_path: Path) -> None:
         pass
     with pytest.raises(SourceError, match="cannot open"), open_source(parse_source("rtsp://127.0.0.1:1/none"), (64, 48), 30, timeout_s=1.0):
         pass
+
+
+def test_rtsp_latency_options_reach_only_the_rtsp_open(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Left in the environment, they made later file captures of the process lose their last frame."""
+    from streamer.sources import FFMPEG_OPTIONS_ENV, LOW_LATENCY_FFMPEG_OPTIONS, ffmpeg_capture_options
+
+    monkeypatch.delenv(FFMPEG_OPTIONS_ENV, raising=False)
+    with ffmpeg_capture_options(LOW_LATENCY_FFMPEG_OPTIONS):
+        assert os.environ[FFMPEG_OPTIONS_ENV] == LOW_LATENCY_FFMPEG_OPTIONS
+    assert FFMPEG_OPTIONS_ENV not in os.environ
+    monkeypatch.setenv(FFMPEG_OPTIONS_ENV, "rtsp_transport;udp")  # the user's own wins, and stays
+    with ffmpeg_capture_options(LOW_LATENCY_FFMPEG_OPTIONS):
+        assert os.environ[FFMPEG_OPTIONS_ENV] == "rtsp_transport;udp"
+    assert os.environ[FFMPEG_OPTIONS_ENV] == "rtsp_transport;udp"
