@@ -54,7 +54,7 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
                 break
             frame = normalise_frame(frame)
             res = engine.infer(frame, w, strength)
-            out = stabiliser(frame, res.output, res.attention)[0] if stabiliser.cfg.enabled else res.output
+            out = stabiliser(frame, res.output, res.attention)[0]
             if writer is None:
                 fourcc = cv2.VideoWriter.fourcc(*("MJPG" if dst.suffix.lower() == ".avi" else "mp4v"))
                 writer = cv2.VideoWriter(str(dst), fourcc, fps, (out.shape[1], out.shape[0]))

@@ -34,7 +34,7 @@ from streamer.publisher import Publisher
 from streamer.render import attention_overlay, compose, grade
 from streamer.security import HandshakeWatch, ServerKeys
 from streamer.sources import FrameError, SourceError, open_source, parse_source
-from streamer.stabilise import Stabiliser, stabilise
+from streamer.stabilise import Stabiliser
 from streamer.stats import FrameTiming, Stats
 
 log = logging.getLogger(__name__)
@@ -253,7 +253,8 @@ class Pipeline:
     def _publish_frame(self, pub: Publisher, izmq: ImageZmqPublisher | None, item: Inferred, stabiliser: Stabiliser) -> None:
         cap, state = item.cap, item.state
         t0 = time.perf_counter()
-        output, attention = stabilise(stabiliser, state.stabilise, cap.frame, item.output, item.attention)
+        stabiliser.set_history(state.stabilise)  # a live setting
+        output, attention = stabiliser(cap.frame, item.output, item.attention)
         self.stats.set_status(stabilise_weight=round(stabiliser.last_weight, 3))  # 0: off, a cut, or no motion estimate
         graded = grade(output, state.grading)
         out = compose(state.mode, cap.frame, graded, attention)

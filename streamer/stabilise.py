@@ -114,15 +114,19 @@ def estimate_motion(prev: U8, cur: U8) -> F32 | None:
     return np.asarray(m, np.float32)
 
 
-def agreement(prev_grey: U8, cur_grey: U8, m: F32, tolerance: float) -> tuple[F32, float]:
-    """Per pixel of ``cur_grey`` [h,w]: how well the previous frame, moved by ``m``, matches it,
-    in [0, 1] (0 where the move leaves no picture), and the share of pixels that disagree by more
-    than 4 × ``tolerance``. Both frames are blurred (σ = 1 px) first so that resampling and
-    sensor noise do not count as disagreement."""
-    h, w = cur_grey.shape
-    a = cv2.GaussianBlur(prev_grey.astype(np.float32), (0, 0), 1.0)
-    b = cv2.GaussianBlur(cur_grey.astype(np.float32), (0, 0), 1.0)
-    moved = cv2.warpAffine(a, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
+def soft_grey(grey: U8) -> F32:
+    """``grey`` [h,w] uint8 → float32 blurred with σ = 1 px, what ``agreement`` compares: so that
+    resampling and sensor noise do not count as disagreement."""
+    return cast(F32, cv2.GaussianBlur(grey.astype(np.float32), (0, 0), 1.0))
+
+
+def agreement(prev_soft: F32, cur_soft: F32, m: F32, tolerance: float) -> tuple[F32, float]:
+    """Per pixel of ``cur_soft`` [h,w] (``soft_grey`` of the current frame): how well the previous
+    frame's, moved by ``m``, matches it, in [0, 1] (0 where the move leaves no picture), and the
+    share of pixels that disagree by more than 4 × ``tolerance``."""
+    h, w = cur_soft.shape
+    b = cur_soft
+    moved = cv2.warpAffine(prev_soft, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=-1e4)
     q = cast(F32, cv2.absdiff(b, moved))
     disagree = float(np.count_nonzero(q > 4 * tolerance)) / q.size
     q *= np.float32(1.0 / tolerance)
@@ -157,17 +161,24 @@ class Stabiliser:
     """Stateful: feed it every frame of one stream in order, on one thread.
 
     ``__call__(raw, output, attention)``: the raw frame [H,W,3] uint8 BGR, its stylised output
-    [H,W,3] uint8 and attention [H,W] uint8 → stabilised (output, attention), new arrays of the
-    same shapes. The history (the last results) is kept here; a change of frame size, a cut or
-    ``reset()`` drops it. ``last_weight`` is the mean history weight of the last frame (0 after
-    a cut or with no history), for stats."""
+    [H,W,3] uint8 and attention [H,W] uint8 → stabilised (output, attention) of the same shapes.
+    While on, these are new arrays, kept as the history: do not write to them. Off
+    (``history`` 0), it returns ``output`` and ``attention`` themselves and keeps nothing, so
+    turning it on again starts clean. A change of frame size, a cut or ``reset()`` drops the
+    history. ``last_weight`` is the mean history weight of the last frame (0 when off, after a
+    cut or with no history), for stats."""
 
     def __init__(self, cfg: StabiliseConfig | None = None) -> None:
         self.cfg = cfg or StabiliseConfig()
         self.last_weight = 0.0
-        self._prev: U8 | None = None  # small grey raw frame
+        self._prev: tuple[U8, F32] | None = None  # the last raw frame, small grey and soft_grey of it
         self._out: U8 | None = None
         self._att: U8 | None = None
+
+    def set_history(self, history: float) -> None:
+        """A live change of the history weight (StabiliseError out of range); the history is kept."""
+        if history != self.cfg.history:
+            self.cfg = replace(self.cfg, history=history)
 
     def reset(self) -> None:
         self._prev = self._out = self._att = None
@@ -176,21 +187,26 @@ class Stabiliser:
     def __call__(self, raw: U8, output: U8, attention: U8) -> tuple[U8, U8]:
         if raw.ndim != 3 or raw.shape != output.shape or raw.shape[:2] != attention.shape:
             raise StabiliseError(f"stabilise: expected raw and output [H,W,3] and attention [H,W] of one size, got {list(raw.shape)}, {list(output.shape)}, {list(attention.shape)}")
+        if not self.cfg.enabled:
+            self.reset()
+            return output, attention
         grey, s = small_grey(raw, self.cfg.motion_width)
-        prev, hist_out, hist_att = self._prev, self._out, self._att
-        self._prev = grey
+        cur = (grey, soft_grey(grey))
+        prev, self._prev = self._prev, cur
         self.last_weight = 0.0
-        res = (output.copy(), attention.copy())
-        if self.cfg.enabled and prev is not None and prev.shape == grey.shape and hist_out is not None and hist_att is not None and hist_out.shape == output.shape:
-            res = self._blend(prev, grey, s, hist_out, hist_att, output, attention) or res
+        res = None
+        if prev is not None and prev[0].shape == grey.shape and self._out is not None and self._att is not None and self._out.shape == output.shape:
+            res = self._blend(prev, cur, s, self._out, self._att, output, attention)
+        if res is None:  # nothing to blend: the frame starts the history (a copy: engines reuse their buffers)
+            res = (output.copy(), attention.copy())
         self._out, self._att = res
         return res
 
-    def _blend(self, prev: U8, grey: U8, s: float, hist_out: U8, hist_att: U8, output: U8, attention: U8) -> tuple[U8, U8] | None:
-        m_small = estimate_motion(prev, grey)
+    def _blend(self, prev: tuple[U8, F32], cur: tuple[U8, F32], s: float, hist_out: U8, hist_att: U8, output: U8, attention: U8) -> tuple[U8, U8] | None:
+        m_small = estimate_motion(prev[0], cur[0])
         if m_small is None:
             return None
-        agree, disagree = agreement(prev, grey, m_small, self.cfg.tolerance)
+        agree, disagree = agreement(prev[1], cur[1], m_small, self.cfg.tolerance)
         if disagree > self.cfg.cut:
             return None
         h, w = output.shape[:2]
@@ -201,18 +217,6 @@ class Stabiliser:
         keep = 1.0 - wgt
         return (cast(U8, cv2.blendLinear(output, clamp_to_neighbourhood(move(hist_out, m), output), keep, wgt)),
                 cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m, cv2.INTER_LINEAR), attention), keep, wgt)))
-
-
-def stabilise(stabiliser: Stabiliser, history: float, raw: U8, output: U8, attention: U8) -> tuple[U8, U8]:
-    """One frame through ``stabiliser`` at history weight ``history`` (a live setting: 0 turns it
-    off and drops the history, so turning it on again starts clean); ``output``/``attention``
-    themselves when off."""
-    if history <= 0:
-        stabiliser.reset()
-        return output, attention
-    if stabiliser.cfg.history != history:
-        stabiliser.cfg = replace(stabiliser.cfg, history=history)
-    return stabiliser(raw, output, attention)
 
 
 def clamp_to_neighbourhood(old: U8, new: U8) -> U8:

@@ -116,3 +116,15 @@ def test_what_appears_from_nowhere_is_masked(tmp_path: Path) -> None:
     w.release()
     (p,) = read_pairs(tmp_path / "pop.avi", H, 4)
     assert p.mask[70:110, 90:130].mean() < 0.5 and p.mask[:50].mean() > 0.8
+
+
+def test_a_long_clip_gives_pairs_from_all_of_it(tmp_path: Path) -> None:
+    """More frames than pairs wanted: the pairs still span the clip, each is two consecutive frames."""
+    clip = write_pan(tmp_path / "long.avi", n=40)
+    pairs = read_pairs(clip, 144, 4)
+    assert 3 <= len(pairs) <= 4
+    first, last = pairs[0].frames[0].astype(float), pairs[-1].frames[0].astype(float)
+    assert np.abs(first - last).mean() > 10  # far apart in the clip
+    s = 144 / H
+    for p in pairs:  # consecutive: one frame's motion apart
+        assert float(np.median(p.flow[0][p.mask])) == pytest.approx(DX * s, abs=0.2)

@@ -115,7 +115,7 @@ def stylise_clip(engine: BaseEngine, clip: list[U8], weights: np.ndarray, stabil
     out = []
     for f in clip:
         res = engine.infer(f, weights, 1.0)
-        out.append(stabiliser(f, res.output, res.attention)[0] if stabiliser.cfg.enabled else res.output.copy())
+        out.append(stabiliser(f, res.output, res.attention)[0].copy())  # copied: off, it passes the engine's reused buffer through
     return out
 
 

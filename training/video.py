@@ -73,12 +73,16 @@ def backward_flow(grey_t: np.ndarray, grey_t1: np.ndarray) -> tuple[np.ndarray, 
 
 def read_pairs(path: Path, short_side: int, max_pairs: int) -> list[FramePair]:
     """Up to ``max_pairs`` consecutive-frame pairs spread over the clip at ``path``, frames scaled
-    so their shorter side is ``short_side`` px. DataError when the clip cannot be read or holds
-    fewer than two frames."""
+    so their shorter side is ``short_side`` px. The clip is streamed: at most 2 × ``max_pairs``
+    pairs are held while reading (every ``stride``-th, the stride doubling as they fill), so a
+    long clip costs time, not memory. DataError when the clip cannot be read or holds fewer
+    than two frames."""
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         raise DataError(f"cannot open video {path}")
-    frames: list[np.ndarray] = []
+    kept: list[tuple[np.ndarray, np.ndarray]] = []
+    prev: np.ndarray | None = None
+    n, stride = 0, 1
     try:
         while True:
             ok, bgr = cap.read()
@@ -86,15 +90,20 @@ def read_pairs(path: Path, short_side: int, max_pairs: int) -> list[FramePair]:
                 break
             h, w = bgr.shape[:2]
             s = short_side / min(h, w)
-            frames.append(cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR))
+            frame = cv2.resize(bgr, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+            if prev is not None:
+                if (n - 1) % stride == 0:  # pair n-1: frames n-1 and n
+                    kept.append((prev, frame))
+                    if len(kept) > 2 * max_pairs:
+                        kept, stride = kept[::2], stride * 2
+            prev, n = frame, n + 1
     finally:
         cap.release()
-    if len(frames) < 2:
-        raise DataError(f"video {path}: {len(frames)} readable frame(s); at least 2 are needed")
-    starts = np.unique(np.linspace(0, len(frames) - 2, min(max_pairs, len(frames) - 1)).round().astype(int))
+    if not kept:
+        raise DataError(f"video {path}: {n} readable frame(s); at least 2 are needed")
+    picks = np.unique(np.linspace(0, len(kept) - 1, min(max_pairs, len(kept))).round().astype(int))
     pairs = []
-    for t in starts.tolist():
-        a, b = frames[t], frames[t + 1]
+    for a, b in (kept[i] for i in picks.tolist()):
         flow, mask = backward_flow(cv2.cvtColor(a, cv2.COLOR_BGR2GRAY), cv2.cvtColor(b, cv2.COLOR_BGR2GRAY))
         rgb = np.stack([a[:, :, ::-1], b[:, :, ::-1]])
         pairs.append(FramePair(np.ascontiguousarray(rgb), np.ascontiguousarray(flow.transpose(2, 0, 1)), mask))
