@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from streamer import __version__
-from streamer.stabilise import DEFAULT_HISTORY
+from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig
 
 log = logging.getLogger("stylecast")
 
@@ -374,7 +374,6 @@ def cmd_export(a: argparse.Namespace) -> int:
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import engines
     from streamer.config import ConfigError, default_model_path
-    from streamer.stabilise import StabiliseConfig
     from training import evaluate as ev
 
     model = Path(a.model) if a.model else default_model_path()

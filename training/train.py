@@ -13,6 +13,7 @@ import logging
 import os
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -145,6 +146,22 @@ class Trainer:
             return None
         return self.video.batch(n).to(self.device)
 
+    def temporal_view(self, context: torch.Tensor, pair: PairBatch | None) -> tuple[torch.Tensor, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]]:
+        """The temporal loss's second view [N,3,c,c] of this step's crops, and the move that takes
+        an output for the first view onto it (→ moved output, valid mask [N,1,c,c]): frame t+1
+        and the measured flow for video ``pair``; else a random affine move of the photo crops
+        with context (``second_view``), plus ``temporal_noise``."""
+        if pair is not None:
+            def by_flow(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                moved, inside = flow_warp(y, pair.flow)
+                return moved, inside * pair.valid
+            return pair.x1, by_flow
+        cfg = self.cfg
+        theta = random_affine(context.shape[0], 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
+        xw, theta = second_view(context, theta, self.margin)
+        xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
+        return xw, lambda y: warp(y, theta)
+
     def d_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, real: torch.Tensor) -> float:
         st = self.state
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.use_amp):
@@ -167,12 +184,7 @@ class Trainer:
         cfg, st, bb = self.cfg, self.state, self.backbone
         n = x.shape[0]
         if self.w_temporal > 0:  # the second view goes through G in the same forward
-            if pair is not None:
-                xw = pair.x1
-            else:
-                theta = random_affine(n, 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
-                xw, theta = second_view(context, theta, self.margin)
-                xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
+            xw, move = self.temporal_view(context, pair)
             x_in, w_in = torch.cat([x, xw]), torch.cat([w, w])
         else:
             x_in, w_in = x, w
@@ -193,11 +205,7 @@ class Trainer:
                 "attention": losses.attention_prior(a, cfg.attention_mean),
             }
             if self.w_temporal > 0:
-                if pair is not None:
-                    y_warped, inside = flow_warp(y, pair.flow)
-                    valid = inside * pair.valid
-                else:
-                    y_warped, valid = warp(y, theta)
+                y_warped, valid = move(y)
                 rel = None if self.temporal_rel is None else self.temporal_rel[idx]
                 terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur, rel)
             if self.w_edge > 0:
