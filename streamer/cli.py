@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from streamer import __version__
+from streamer.controls import ControlError
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig
 
 log = logging.getLogger("stylecast")
@@ -191,33 +192,52 @@ def _parse_mix(text: str) -> str | dict[str, float]:
     mix: dict[str, float] = {}
     for part in text.split(","):
         k, _, v = part.partition("=")
-        mix[k.strip()] = float(v)
+        mix[k.strip()] = _number(v, k.strip())
     return mix
+
+
+def _number(text: str, what: str) -> float:
+    """``text`` as a float, or ``ControlError`` (exit 2) that names ``what`` was given."""
+    try:
+        return float(text)
+    except ValueError as e:
+        raise ControlError(f"{what}: expected a number, got {text!r}") from e
+
+
+def ctl_request(action: str, value: str) -> dict[str, Any]:
+    """The control request for ``stylecast ctl ACTION VALUE``; ``ControlError`` on a bad value,
+    before anything is sent."""
+    if action == "status":
+        return {"cmd": "status"}
+    if action == "style":
+        if not value:
+            raise ControlError("style: give a style name or a mix a=0.5,b=0.5")
+        return {"cmd": "set_style", "style": _parse_mix(value)}
+    if action == "strength":
+        return {"cmd": "set_strength", "value": _number(value, "strength")}
+    if action == "overlay":  # on | off | an opacity
+        req: dict[str, Any] = {"cmd": "set_overlay", "enabled": value != "off"}
+        if value not in ("on", "off"):
+            req["opacity"] = _number(value, "overlay (on, off or an opacity)")
+        return req
+    if action == "mode":
+        return {"cmd": "set_mode", "mode": value}
+    if action == "stabilise":  # off | a history weight
+        return {"cmd": "set_stabilise", "value": 0.0 if value == "off" else _number(value, "stabilise (off or a weight)")}
+    if action == "grading":  # brightness=0.1,contrast=1.2,saturation=0.8
+        mix = _parse_mix(value)
+        if not isinstance(mix, dict):
+            raise ControlError(f"grading: expected brightness=B,contrast=C,saturation=S, got {value!r}")
+        return {"cmd": "set_grading", **mix}
+    if action == "snapshot":
+        return {"cmd": "snapshot", **({"name": value} if value else {})}
+    raise ControlError(f"unknown ctl action {action!r}")
 
 
 def cmd_ctl(a: argparse.Namespace) -> int:
     from streamer.client import request
 
-    action = a.action
-    if action == "status":
-        req: dict[str, Any] = {"cmd": "status"}
-    elif action == "style":
-        req = {"cmd": "set_style", "style": _parse_mix(a.value)}
-    elif action == "strength":
-        req = {"cmd": "set_strength", "value": float(a.value)}
-    elif action == "overlay":  # on | off | an opacity
-        req = {"cmd": "set_overlay", "enabled": a.value != "off"}
-        if a.value not in ("on", "off"):
-            req["opacity"] = float(a.value)
-    elif action == "mode":
-        req = {"cmd": "set_mode", "mode": a.value}
-    elif action == "stabilise":  # off | a history weight
-        req = {"cmd": "set_stabilise", "value": 0.0 if a.value == "off" else float(a.value)}
-    elif action == "grading":  # brightness=0.1,contrast=1.2,saturation=0.8
-        mix = _parse_mix(a.value)
-        req = {"cmd": "set_grading", **(mix if isinstance(mix, dict) else {})}
-    else:  # snapshot
-        req = {"cmd": "snapshot", **({"name": a.value} if a.value else {})}
+    req = ctl_request(a.action, a.value)
     reply = request(a.endpoint, req, a.timeout, curve=_client_keys(a.server_key, a.client_key))
     print(json.dumps(reply, indent=2))
     return EXIT_OK if reply.get("ok") else EXIT_FAIL
@@ -603,7 +623,6 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(a.log_level)
     from engines import EngineError, ModelError
     from streamer.config import ConfigError
-    from streamer.controls import ControlError
     from streamer.stabilise import StabiliseError
 
     try:

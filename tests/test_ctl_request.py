@@ -1,0 +1,55 @@
+"""``stylecast ctl``: each action's request, and bad values refused before anything is sent."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from streamer.cli import ctl_request
+from streamer.controls import ControlError
+
+
+@pytest.mark.parametrize(("action", "value", "request_"), [
+    ("status", "", {"cmd": "status"}),
+    ("style", "hokusai", {"cmd": "set_style", "style": "hokusai"}),
+    ("style", "a=0.25, b=0.75", {"cmd": "set_style", "style": {"a": 0.25, "b": 0.75}}),
+    ("strength", "0.4", {"cmd": "set_strength", "value": 0.4}),
+    ("overlay", "off", {"cmd": "set_overlay", "enabled": False}),
+    ("overlay", "on", {"cmd": "set_overlay", "enabled": True}),
+    ("overlay", "0.3", {"cmd": "set_overlay", "enabled": True, "opacity": 0.3}),
+    ("mode", "attention", {"cmd": "set_mode", "mode": "attention"}),
+    ("stabilise", "off", {"cmd": "set_stabilise", "value": 0.0}),
+    ("stabilise", "0.7", {"cmd": "set_stabilise", "value": 0.7}),
+    ("grading", "brightness=0.1,contrast=1.2", {"cmd": "set_grading", "brightness": 0.1, "contrast": 1.2}),
+    ("snapshot", "", {"cmd": "snapshot"}),
+    ("snapshot", "a.jpg", {"cmd": "snapshot", "name": "a.jpg"}),
+])
+def test_each_action_builds_its_request(action: str, value: str, request_: dict[str, object]) -> None:
+    assert ctl_request(action, value) == request_
+
+
+@pytest.mark.parametrize(("action", "value", "named"), [
+    ("strength", "abc", "strength"),
+    ("strength", "", "strength"),
+    ("stabilise", "lots", "stabilise"),
+    ("overlay", "half", "overlay"),
+    ("grading", "brightness=x", "brightness"),
+    ("grading", "warm", "grading"),
+    ("style", "a=1,b=much", "b"),
+    ("style", "", "style"),
+    ("volume", "3", "volume"),
+])
+def test_a_bad_value_is_a_control_error_that_names_it(action: str, value: str, named: str) -> None:
+    with pytest.raises(ControlError, match=named):
+        ctl_request(action, value)
+
+
+def test_the_cli_refuses_a_bad_value_with_exit_2_before_connecting() -> None:
+    # Nothing listens on this endpoint: a request that were sent would time out (exit 1), after 30 s.
+    out = subprocess.run([sys.executable, "-m", "streamer", "ctl", "--endpoint", "tcp://127.0.0.1:9", "--timeout", "30",
+                          "stabilise", "abc"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2, out.stderr
+    assert "stabilise" in out.stderr and "'abc'" in out.stderr
+    assert "Traceback" not in out.stderr
