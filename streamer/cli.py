@@ -445,9 +445,9 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             photos = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.max_images]
             report["images"] = ev.evaluate_images(eng, photos, refs, vgg, size)
             for name, s in report["images"].items():
-                red = s["style_distance_reduction"]
+                red, tex = s["style_distance_reduction"], s["texture_distance_reduction"]
                 print(f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
-                      f"  cut {'n/a' if red is None else f'{red:.0%}'}  edge F1 {s['edge_f1']:.2f}")
+                      f"  cut {'n/a' if red is None else f'{red:.0%}'}  texture cut {'n/a' if tex is None else f'{tex:.0%}'}  edge F1 {s['edge_f1']:.2f}")
     if out:
         out.write_text(json.dumps(report, indent=2) + "\n")
     return EXIT_OK

@@ -152,3 +152,49 @@ def test_shift_errors_of_a_pointwise_model_are_zero(tmp_path: Path) -> None:
     cv2.imwrite(str(path), _photo())
     errs = ev.shift_errors(Invert(), [path], np.ones(1, np.float32), [1, 3, 8], (96, 64))  # type: ignore[arg-type]
     assert set(errs) == {1, 3, 8} and max(errs.values()) < 1e-4
+
+
+class _TinyFeatures(torch.nn.Module):
+    """A stand-in for Vgg16: random 3×3 convs, the same four layer names at ½…⅛ resolution."""
+
+    layers = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.convs = torch.nn.ModuleList(torch.nn.Conv2d(c, 8, 3, padding=1) for c in (3, 8, 8, 8))
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out, h = {}, x
+        for name, conv in zip(self.layers, self.convs, strict=True):
+            h = torch.nn.functional.max_pool2d(torch.relu(conv(h)), 2)
+            out[name] = h
+        return out
+
+
+def test_texture_distance_ignores_a_colour_grade_and_sees_strokes() -> None:
+    net, photo = _TinyFeatures(), _photo()
+    graded = np.clip(photo.astype(np.float32) * 0.6 + 70, 0, 255).astype(np.uint8)  # brightness and contrast
+    graded[..., 0] = np.clip(graded[..., 0].astype(np.int16) + 25, 0, 255)  # and a blue cast
+    ramp = np.repeat(np.linspace(90, 110, 200, dtype=np.float32)[None, :, None], 3, axis=2).repeat(50, axis=0).astype(np.uint8)
+    lum = ev.tone_normalised_luma(ramp).astype(np.float32)
+    assert abs(lum.mean() - 128) < 1 and abs(lum.std() - 50) < 1 and np.all(lum[..., 0] == lum[..., 2])
+    stripes = photo.copy()
+    stripes[::6] = 0  # a stroke pattern across the photo
+    target = [ev.texture_grams(net, photo)]
+    assert set(target[0]) == set(ev.TEXTURE_LAYERS)
+    d_grade = ev.style_distance(ev.texture_grams(net, graded), target)
+    d_strokes = ev.style_distance(ev.texture_grams(net, stripes), target)
+    def colour_grams(img: np.ndarray) -> dict[str, torch.Tensor]:  # the same layers on the colour image
+        return {k: v for k, v in ev.grams(net, img).items() if k in ev.TEXTURE_LAYERS}
+
+    colour = ev.style_distance(colour_grams(graded), [colour_grams(photo)])
+    assert d_grade < 0.1 * colour, (d_grade, colour)  # the grade moves the colour Gram, not the texture one
+    assert d_strokes > 10 * d_grade, (d_strokes, d_grade)
+
+
+def test_style_scores_report_both_reductions() -> None:
+    s = ev.StyleScores(2.0, 0.5, 0.7, 4.0, 3.0)
+    assert s.reduction == pytest.approx(0.75) and s.texture_reduction == pytest.approx(0.25)
+    assert ev.StyleScores(None, None, 0.7).texture_reduction is None

@@ -9,7 +9,9 @@ the ONNX model through the same engine the daemon uses.
   same look and no flicker at all would score.
 - Style distance: normalised Gram distance on VGG16 relu1_2…relu4_3 between an image and the
   style's painting(s); reported for the output and for the input photo (the reduction is the
-  share of the distance the model removes).
+  share of the distance the model removes). A colour grade alone can cut it a long way, so
+- texture distance: the same on relu3_3 and relu4_3 of tone-normalised luma (strokes and shapes,
+  blind to palette, brightness and contrast) tells a painting's texture from a re-coloured photo.
 - Content kept: F1 of Canny edge maps of input and output, with a 1-pixel tolerance.
 """
 
@@ -194,6 +196,27 @@ def grams(net: torch.nn.Module, img: U8) -> dict[str, torch.Tensor]:
         return {k: gram(v)[0] for k, v in net(_rgb(img)).items()}
 
 
+TEXTURE_LAYERS = ("relu3_3", "relu4_3")
+"""The VGG layers of the texture distance: patterns a few to tens of pixels across, not pixel colour."""
+
+
+def tone_normalised_luma(img: U8) -> U8:
+    """[H,W,3] uint8 BGR → its luma, standardised to mean 128 and std 50 (clipped to 0–255), as
+    three equal channels [H,W,3] uint8. Any brightness/contrast change or colour cast that keeps
+    the luma's pattern gives (up to rounding) the same image."""
+    g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY).astype(np.float32)
+    g = (g - g.mean()) / max(float(g.std()), 1.0) * 50.0 + 128.0
+    return cv2.cvtColor(np.clip(np.rint(g), 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+
+
+def texture_grams(net: torch.nn.Module, img: U8) -> dict[str, torch.Tensor]:
+    """Gram matrices of ``TEXTURE_LAYERS`` on ``tone_normalised_luma(img)``: the painting's
+    strokes and shapes without its palette, so a model that only re-colours the photo does not
+    reduce the distance to them."""
+    g = grams(net, tone_normalised_luma(img))
+    return {k: g[k] for k in TEXTURE_LAYERS if k in g}
+
+
 def style_distance(g: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> float:
     """Mean over layers of ‖G − Ḡ‖² / ‖Ḡ‖², Ḡ the mean Gram of the style's reference images."""
     d = []
@@ -217,17 +240,28 @@ def edge_f1(a: U8, b: U8, tolerance: int = 1) -> float:
     return float(2 * precision * recall / max(precision + recall, 1e-9))
 
 
+def _reduction(before: float | None, after: float | None) -> float | None:
+    return None if before is None or after is None else 1 - after / max(before, 1e-12)
+
+
 @dataclass(frozen=True)
 class StyleScores:
+    """Means over the photos. Style distance: all of ``Vgg16.layers`` on the colour images;
+    texture distance: ``texture_grams`` (strokes and shapes, blind to colour). None without VGG."""
+
     style_distance_input: float | None
     style_distance_output: float | None
     edge_f1: float
+    texture_distance_input: float | None = None
+    texture_distance_output: float | None = None
 
     @property
     def reduction(self) -> float | None:
-        if self.style_distance_input is None or self.style_distance_output is None:
-            return None
-        return 1 - self.style_distance_output / max(self.style_distance_input, 1e-12)
+        return _reduction(self.style_distance_input, self.style_distance_output)
+
+    @property
+    def texture_reduction(self) -> float | None:
+        return _reduction(self.texture_distance_input, self.texture_distance_output)
 
 
 def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str, list[Path]], vgg: torch.nn.Module | None, size: tuple[int, int]) -> dict[str, dict[str, Any]]:
@@ -244,17 +278,24 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
     for i, name in enumerate(engine.model.styles):
         w = np.eye(engine.model.num_styles, dtype=np.float32)[i]
         refs = [cv2.imread(str(r), cv2.IMREAD_COLOR) for r in style_refs.get(name, [])]
-        targets = [grams(vgg, r) for r in refs if r is not None] if vgg is not None else []
-        d_in, d_out, f1 = [], [], []
+        refs = [r for r in refs if r is not None]
+        targets = [grams(vgg, r) for r in refs] if vgg is not None else []
+        textures = [texture_grams(vgg, r) for r in refs] if vgg is not None else []
+        d: dict[str, list[float]] = {"in": [], "out": [], "tex_in": [], "tex_out": []}
+        f1 = []
         for x in imgs:
             y = engine.infer(x, w, 1.0).output.copy()
             f1.append(edge_f1(x, y))
             if targets:
                 assert vgg is not None
-                d_in.append(style_distance(grams(vgg, x), targets))
-                d_out.append(style_distance(grams(vgg, y), targets))
-        s = StyleScores(float(np.mean(d_in)) if d_in else None, float(np.mean(d_out)) if d_out else None, float(np.mean(f1)))
-        out[name] = {**asdict(s), "style_distance_reduction": s.reduction, "references": [str(r) for r in style_refs.get(name, [])]}
+                d["in"].append(style_distance(grams(vgg, x), targets))
+                d["out"].append(style_distance(grams(vgg, y), targets))
+                d["tex_in"].append(style_distance(texture_grams(vgg, x), textures))
+                d["tex_out"].append(style_distance(texture_grams(vgg, y), textures))
+        m = {k: float(np.mean(v)) if v else None for k, v in d.items()}
+        s = StyleScores(m["in"], m["out"], float(np.mean(f1)), m["tex_in"], m["tex_out"])
+        out[name] = {**asdict(s), "style_distance_reduction": s.reduction, "texture_distance_reduction": s.texture_reduction,
+                     "references": [str(r) for r in style_refs.get(name, [])]}
     return out
 
 
