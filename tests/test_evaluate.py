@@ -186,6 +186,7 @@ def test_texture_distance_ignores_a_colour_grade_and_sees_strokes() -> None:
     assert set(target[0]) == set(ev.TEXTURE_LAYERS)
     d_grade = ev.style_distance(ev.texture_grams(net, graded), target)
     d_strokes = ev.style_distance(ev.texture_grams(net, stripes), target)
+
     def colour_grams(img: np.ndarray) -> dict[str, torch.Tensor]:  # the same layers on the colour image
         return {k: v for k, v in ev.grams(net, img).items() if k in ev.TEXTURE_LAYERS}
 
@@ -198,3 +199,24 @@ def test_style_scores_report_both_reductions() -> None:
     s = ev.StyleScores(2.0, 0.5, 0.7, 4.0, 3.0)
     assert s.reduction == pytest.approx(0.75) and s.texture_reduction == pytest.approx(0.25)
     assert ev.StyleScores(None, None, 0.7).texture_reduction is None
+
+
+def test_evaluate_images_reports_both_cuts_per_style(tiny_model: Path, tmp_path: Path) -> None:
+    import engines
+    from streamer.contact_sheet import _cell
+
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"p{i}.png")
+        cv2.imwrite(str(paths[-1]), _photo(i))
+    ref = tmp_path / "ref.png"
+    cv2.imwrite(str(ref), _photo(5))
+    with engines.create_engine("onnxruntime", tiny_model) as eng:
+        r = ev.evaluate_images(eng, paths, {"style_a": [ref], "style_b": [ref]}, _TinyFeatures(), (96, 64))
+    a, b = r["style_a"], r["style_b"]
+    for s in (a, b):
+        assert s["texture_distance_input"] > 0 and s["texture_distance_output"] > 0 and s["texture_distance_reduction"] is not None
+    # The photos and the reference are the same for both styles, so the input's distances are too.
+    assert a["style_distance_input"] == b["style_distance_input"] and a["texture_distance_input"] == b["texture_distance_input"]
+    expected = np.mean([ev.style_distance(ev.texture_grams(_TinyFeatures(), _cell(cv2.imread(str(p)), 96, 64)), [ev.texture_grams(_TinyFeatures(), _photo(5))]) for p in paths])
+    assert a["texture_distance_input"] == pytest.approx(expected, rel=1e-5)

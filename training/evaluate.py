@@ -9,9 +9,9 @@ the ONNX model through the same engine the daemon uses.
   same look and no flicker at all would score.
 - Style distance: normalised Gram distance on VGG16 relu1_2…relu4_3 between an image and the
   style's painting(s); reported for the output and for the input photo (the reduction is the
-  share of the distance the model removes). A colour grade alone can cut it a long way, so
-- texture distance: the same on relu3_3 and relu4_3 of tone-normalised luma (strokes and shapes,
-  blind to palette, brightness and contrast) tells a painting's texture from a re-coloured photo.
+  share of the distance the model removes). A colour grade alone can cut it a long way.
+- Texture distance: the same on relu3_3 and relu4_3 of tone-normalised luma (strokes and shapes,
+  blind to palette, brightness and contrast): it tells a painting's texture from a re-coloured photo.
 - Content kept: F1 of Canny edge maps of input and output, with a 1-pixel tolerance.
 """
 
@@ -214,7 +214,7 @@ def texture_grams(net: torch.nn.Module, img: U8) -> dict[str, torch.Tensor]:
     strokes and shapes without its palette, so a model that only re-colours the photo does not
     reduce the distance to them."""
     g = grams(net, tone_normalised_luma(img))
-    return {k: g[k] for k in TEXTURE_LAYERS if k in g}
+    return {k: g[k] for k in TEXTURE_LAYERS}
 
 
 def style_distance(g: dict[str, torch.Tensor], targets: list[dict[str, torch.Tensor]]) -> float:
@@ -274,6 +274,8 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         if img is None:
             raise FileNotFoundError(f"cannot read image {p}")
         imgs.append(_cell(img, *size))
+    # The photos' own Grams do not depend on the style: made once, not once per style.
+    inputs = [(grams(vgg, x), texture_grams(vgg, x)) for x in imgs] if vgg is not None else []
     out: dict[str, dict[str, Any]] = {}
     for i, name in enumerate(engine.model.styles):
         w = np.eye(engine.model.num_styles, dtype=np.float32)[i]
@@ -283,14 +285,15 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         textures = [texture_grams(vgg, r) for r in refs] if vgg is not None else []
         d: dict[str, list[float]] = {"in": [], "out": [], "tex_in": [], "tex_out": []}
         f1 = []
-        for x in imgs:
+        for j, x in enumerate(imgs):
             y = engine.infer(x, w, 1.0).output.copy()
             f1.append(edge_f1(x, y))
             if targets:
                 assert vgg is not None
-                d["in"].append(style_distance(grams(vgg, x), targets))
+                g_in, t_in = inputs[j]
+                d["in"].append(style_distance(g_in, targets))
                 d["out"].append(style_distance(grams(vgg, y), targets))
-                d["tex_in"].append(style_distance(texture_grams(vgg, x), textures))
+                d["tex_in"].append(style_distance(t_in, textures))
                 d["tex_out"].append(style_distance(texture_grams(vgg, y), textures))
         m = {k: float(np.mean(v)) if v else None for k, v in d.items()}
         s = StyleScores(m["in"], m["out"], float(np.mean(f1)), m["tex_in"], m["tex_out"])
