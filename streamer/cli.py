@@ -561,6 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--style", action="append", required=True, help="painting file or folder of one artist's works; repeat per style")
     s.add_argument("--out", help="parent folder of numbered run directories (default runs)")
     s.add_argument("--resume", help="checkpoint or run directory to continue")
+    s.add_argument("--init", help="start the generator from these weights (checkpoint or MODEL.generator.pt, same styles), with a fresh discriminator and step 0: fine-tune a trained model")
     s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("width", int), ("blocks", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
@@ -568,6 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     s.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=None,
                    help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")
+    s.add_argument("--alias-free", action=argparse.BooleanOptionalAction, default=None,
+                   help="filtered (upsampled, low-passed) ReLUs at ⅛ res: less flicker when the camera moves a few pixels")
+    s.add_argument("--alias-free-quarter", action=argparse.BooleanOptionalAction, default=None,
+                   help="filtered ReLUs at ¼ res too: steadier under 1–3 px moves, a little slower")
     s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
     s.add_argument("--video", action="append", metavar="CLIP",

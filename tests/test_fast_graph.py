@@ -11,22 +11,23 @@ from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_
 from training.generator import Generator, GeneratorSpec
 
 
-def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False, head_taps: int = 3) -> Generator:
+def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False, head_taps: int = 3, alias_free: bool = False) -> Generator:
     """Random weights everywhere (a fresh head is ~0 and would hide a wrong head rewrite);
-    ``antialias`` turns on every anti-aliasing option of the spec, with a ``head_taps`` head blur."""
+    ``antialias`` turns on every anti-aliasing option of the spec, with a ``head_taps`` head blur;
+    ``alias_free`` the filtered ⅛-res ReLUs."""
     torch.manual_seed(seed)
-    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias, head_blur_taps=head_taps))
+    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias, head_blur_taps=head_taps, alias_free=alias_free))
     with torch.no_grad():
         for p in g.parameters():
             p.copy_(torch.randn_like(p) * 0.5)
     return g.eval()
 
 
-@pytest.mark.parametrize(("antialias", "head_taps"), [(False, 3), (True, 3), (True, 5)])
+@pytest.mark.parametrize(("antialias", "head_taps", "alias_free"), [(False, 3, False), (True, 3, False), (True, 5, False), (True, 3, True)])
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize(("n", "h", "w"), [(1, 16, 16), (2, 16, 40), (1, 48, 64), (1, 72, 96)])
-def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool, antialias: bool, head_taps: int) -> None:
-    g = scrambled_generator(h * w, antialias=antialias, head_taps=head_taps)
+def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool, antialias: bool, head_taps: int, alias_free: bool) -> None:
+    g = scrambled_generator(h * w, antialias=antialias, head_taps=head_taps, alias_free=alias_free)
     x = torch.rand(n, 3, h, w)
     style = torch.softmax(torch.randn(n, 3), 1)
     with torch.no_grad():

@@ -365,3 +365,67 @@ def test_a_file_that_is_not_a_checkpoint_is_a_typed_error(tmp_path: Path, conten
     bad.write_bytes(content)
     with pytest.raises(ExportError, match="cannot load generator"):
         load_generator(bad)
+
+
+def _aliased_energy(y: torch.Tensor, k: int) -> float:
+    """|FFT| at bin ``k`` of a [1, C, H, W] signal's first row, first channel."""
+    return float(torch.fft.rfft(y[0, 0, 0].double()).abs()[k])
+
+
+def test_filtered_relu_keeps_smooth_signals_and_cuts_the_aliased_harmonic() -> None:
+    """A ReLU on a 0.3 cycle/px sine makes a 0.6 cycle/px harmonic that folds back to 0.4 on the
+    pixel grid (the texture that sticks to the grid and flickers when the picture moves); the
+    filtered ReLU must leave far less of it, and keep the sine's own (0.3) component."""
+    from training.layers import UP_DOWN_TAPS, filtered_relu, separable_kernels
+
+    n = 200  # bins: 0.3 → 60, 0.4 (the fold of 0.6) → 80
+    xs = torch.arange(n, dtype=torch.float32)
+    h = torch.sin(2 * torch.pi * 0.3 * xs).view(1, 1, 1, n).expand(1, 1, 6, n).contiguous()
+    k = torch.tensor(UP_DOWN_TAPS)
+    row, col = separable_kernels(k / k.sum(), 1)
+    plain, filt = torch.relu(h), filtered_relu(h, row, col)
+    assert filt.shape == h.shape
+    assert _aliased_energy(filt, 80) < 0.35 * _aliased_energy(plain, 80)
+    assert _aliased_energy(filt, 60) > 0.5 * _aliased_energy(plain, 60)
+    # a constant and a slow ramp pass unchanged (away from the replicated border)
+    c = torch.full((1, 2, 8, 8), 0.7)
+    torch.testing.assert_close(filtered_relu(c, *separable_kernels(k / k.sum(), 2)), c)
+    ramp = torch.linspace(0.5, 1.5, 32).view(1, 1, 1, 32).expand(1, 1, 8, 32).contiguous()
+    torch.testing.assert_close(filtered_relu(ramp, row, col)[..., 2:-2, 2:-2], ramp[..., 2:-2, 2:-2], atol=1e-5, rtol=0)
+
+
+def test_alias_free_adds_no_weights_and_round_trips(tmp_path: Path) -> None:
+    from training.export import save_generator
+
+    plain = Generator(GeneratorSpec(num_styles=2, width=8, blocks=2))
+    af = Generator(GeneratorSpec(num_styles=2, width=8, blocks=2, alias_free=True))
+    assert plain.state_dict().keys() == af.state_dict().keys()  # a trained model's weights load into it
+    assert af.enc2.filtered and all(b.a.filtered and not b.b.filtered for b in af.res) and not af.enc1.filtered
+    af.load_state_dict(plain.state_dict())
+    save_generator(af, ["a", "b"], tmp_path / "af.generator.pt")
+    back, _, _ = load_generator(tmp_path / "af.generator.pt")
+    assert back.spec.alias_free
+    x, w = torch.rand(1, 3, 32, 48), torch.tensor([[0.3, 0.7]])
+    with torch.no_grad():
+        torch.testing.assert_close(back(x, w)[0], af.eval()(x, w)[0])
+        assert float((af(x, w)[0] - plain.eval()(x, w)[0]).abs().max()) > 0  # the option does something
+
+
+def test_init_starts_from_a_trained_generator(tiny_run: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from training.config import TrainConfig
+    from training.train import Trainer, make_run_dir
+
+    src, _, _ = load_generator(tiny_run)
+    base = TrainConfig.from_json(tiny_run.parent / "config.json")
+    cfg = replace(base, out=str(tmp_path / "runs"), init=str(tiny_run), alias_free=True, resume=None)
+    t = Trainer(cfg, make_run_dir(tmp_path / "runs", "init"))
+    assert t.state.step == 0 and t.state.g.spec.alias_free
+    for name, p in src.state_dict().items():
+        torch.testing.assert_close(t.state.g.state_dict()[name], p)
+        torch.testing.assert_close(t.state.g_ema.state_dict()[name], p)
+    with pytest.raises(ValueError, match="has styles"):
+        Trainer(replace(cfg, styles=tuple(reversed(cfg.styles))), make_run_dir(tmp_path / "runs", "x"))
+    with pytest.raises(ValueError, match="does not fit"):
+        Trainer(replace(cfg, width=4), make_run_dir(tmp_path / "runs", "y"))

@@ -27,6 +27,8 @@ class TrainConfig:
     width: int = 32
     blocks: int = 3
     antialias: bool = False  # blur before the 4× and 2× downsampling, bilinear 2× upsampling (GeneratorSpec)
+    alias_free: bool = False  # the ⅛-res ReLUs as filtered ReLUs (GeneratorSpec.alias_free)
+    alias_free_quarter: bool = False  # the ¼-res ReLUs too (GeneratorSpec.alias_free_quarter)
     smooth_head: bool = False  # blur the ¼-res head channels before the 4× upsampling (GeneratorSpec)
     head_blur_taps: int = 3  # 3 or 5: that blur's size (GeneratorSpec)
     lr_g: float = 3e-3
@@ -53,6 +55,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     resume: str | None = None
+    init: str | None = None  # generator weights to start from (checkpoint or MODEL.generator.pt); D, optimisers, step start fresh
     teacher: str | None = None  # checkpoint of a larger generator to distil into this one
     w_distill: float = 10.0  # L1 to the teacher's blended output and attention
     extra: dict[str, Any] = field(default_factory=dict)

@@ -110,8 +110,7 @@ def cond_instance_norm(norm: CondInstanceNorm, h: torch.Tensor, w: torch.Tensor,
 
 def conv_norm_act(m: ConvNormAct, x: torch.Tensor, w: torch.Tensor, fuse: bool) -> torch.Tensor:
     """``m(x, w)`` through ``cond_instance_norm``."""
-    h = cond_instance_norm(m.norm, m.conv(m.pad(x)), w, fuse)
-    return F.relu(h) if m.act else h
+    return m.activate(cond_instance_norm(m.norm, m.conv(m.pad(x)), w, fuse))
 
 
 class FastGenerator(nn.Module):
@@ -142,7 +141,7 @@ class FastGenerator(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.g
         f = self.fuse
-        h = F.relu(cond_instance_norm(g.enc1.norm, F.conv2d(block_reflect_pad(g.in_blur(x)), self.enc1_w, self.enc1_b, stride=BLOCK), w, f))
+        h = g.enc1.activate(cond_instance_norm(g.enc1.norm, F.conv2d(block_reflect_pad(g.in_blur(x)), self.enc1_w, self.enc1_b, stride=BLOCK), w, f))
         skip = h
         h = conv_norm_act(g.enc2, g.blur(h), w, f)
         for block in g.res:

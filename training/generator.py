@@ -51,6 +51,15 @@ class GeneratorSpec:
     smooth_head: bool = False
     # Taps of that blur: 3 (σ ≈ 0.7 cells, 2.8 px) or 5 (σ = 1 cell, 4 px): steadier still, softer strokes.
     head_blur_taps: int = 3
+    # The ⅛-res ReLUs (after the stride-2 conv and inside each residual block) as
+    # ``layers.filtered_relu``: upsampled 2× before the ReLU and low-passed back, so the harmonics a
+    # ReLU makes do not alias onto the 8 px grid. Same parameters as without it (a trained
+    # model can be fine-tuned with it switched on). Each of the 1 + ``blocks`` ReLUs becomes a
+    # Resize, a Pad and two depthwise convs.
+    alias_free: bool = False
+    # The same for the two ¼-res ReLUs (after the 4× space-to-depth conv and the decoder's), whose
+    # grid is 4 px: with only the ⅛-res ones filtered, 1–3 px moves still change the texture.
+    alias_free_quarter: bool = False
 
     def __post_init__(self) -> None:
         if self.head_blur_taps not in HEAD_BLUR_KERNELS:
@@ -76,12 +85,12 @@ class Generator(nn.Module):
         super().__init__()
         self.spec = spec
         c1, c2, s = spec.width, spec.width * 2, spec.num_styles
-        self.enc1 = ConvNormAct(3 * 16, c1, 3, 1, s)  # ¼ res, after 4× unshuffle
+        self.enc1 = ConvNormAct(3 * 16, c1, 3, 1, s, filtered=spec.alias_free_quarter)  # ¼ res, after 4× unshuffle
         self.in_blur = Blur2d(3, (1.0, 4.0, 6.0, 4.0, 1.0)) if spec.antialias else nn.Identity()
         self.blur = Blur2d(c1) if spec.antialias else nn.Identity()
-        self.enc2 = ConvNormAct(c1, c2, 3, 2, s)  # ⅛ res
-        self.res = nn.ModuleList([ResBlock(c2, s) for _ in range(spec.blocks)])
-        self.dec1 = ConvNormAct(c2, c1, 3, 1, s)  # ¼ res after nearest 2× upsample
+        self.enc2 = ConvNormAct(c1, c2, 3, 2, s, filtered=spec.alias_free)  # ⅛ res
+        self.res = nn.ModuleList([ResBlock(c2, s, filtered=spec.alias_free) for _ in range(spec.blocks)])
+        self.dec1 = ConvNormAct(c2, c1, 3, 1, s, filtered=spec.alias_free_quarter)  # ¼ res after nearest 2× upsample
         self.squeeze = nn.Conv2d(c1, HEAD_CHANNELS, 1)  # ¼ res, few channels to upsample
         self.head_blur = Blur2d(HEAD_CHANNELS, HEAD_BLUR_KERNELS[spec.head_blur_taps]) if spec.smooth_head else nn.Identity()
         # The only full-resolution layer: sees the upsampled features and the input itself, so

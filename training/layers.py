@@ -66,27 +66,59 @@ class Blur2d(nn.Module):
         return separable_blur(x, self.row, self.col)
 
 
-class ConvNormAct(nn.Module):
-    """Reflection-padded conv → conditional instance norm → ReLU (optional)."""
+UP_DOWN_TAPS = (1.0, 3.0, 3.0, 1.0)
+"""The 4-tap kernel that undoes a bilinear 2× upsampling (``align_corners=False``): its adjoint,
+normalised. Applied with stride 2 it puts each output sample back on its input's grid."""
 
-    def __init__(self, cin: int, cout: int, k: int, stride: int, num_styles: int, act: bool = True) -> None:
+
+def filtered_relu(h: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> torch.Tensor:
+    """ReLU with less aliasing (Karras et al. 2021, "Alias-free GANs", simplified): 2× bilinear
+    upsampling, ReLU, then a [1, 3, 3, 1] low-pass and 2× subsampling back to the input's grid.
+    A plain ReLU's kinks make harmonics above the grid's Nyquist rate that fold back as a pattern
+    tied to the pixel grid, so the output changes when the picture moves by a fraction of a cell;
+    here they are made at twice the rate and mostly filtered out first. [N, C, H, W] → same shape;
+    ``row`` [C, 1, 1, 4] and ``col`` [C, 1, 4, 1] from ``separable_kernels`` (even taps allowed)."""
+    c = h.shape[1]
+    u = F.relu(F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False))
+    u = F.pad(u, (1, 1, 1, 1), mode="replicate")
+    u = F.conv2d(u, row.to(u.dtype), stride=(1, 2), groups=c)
+    return F.conv2d(u, col.to(u.dtype), stride=(2, 1), groups=c)
+
+
+class ConvNormAct(nn.Module):
+    """Reflection-padded conv → conditional instance norm → ReLU (optional; ``filtered``: the
+    anti-aliased ``filtered_relu``, same parameters, so weights move between the two)."""
+
+    def __init__(self, cin: int, cout: int, k: int, stride: int, num_styles: int, act: bool = True, filtered: bool = False) -> None:
         super().__init__()
         self.pad = nn.ReflectionPad2d(k // 2)
         self.conv = nn.Conv2d(cin, cout, k, stride)
         self.norm = CondInstanceNorm(cout, num_styles)
         self.act = act
+        self.filtered = filtered and act
+        if self.filtered:
+            k1 = torch.tensor(UP_DOWN_TAPS)
+            row, col = separable_kernels(k1 / k1.sum(), cout)
+            self.register_buffer("act_row", row, persistent=False)
+            self.register_buffer("act_col", col, persistent=False)
+
+    def activate(self, h: torch.Tensor) -> torch.Tensor:
+        """The unit's nonlinearity on its normalised [N, C, H, W] features."""
+        if not self.act:
+            return h
+        return filtered_relu(h, self.act_row, self.act_col) if self.filtered else F.relu(h)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        h = self.norm(self.conv(self.pad(x)), w)
-        return F.relu(h) if self.act else h
+        return self.activate(self.norm(self.conv(self.pad(x)), w))
 
 
 class ResBlock(nn.Module):
-    """Two 3×3 ConvNormAct units with an identity skip (fast_neural_style's residual block)."""
+    """Two 3×3 ConvNormAct units with an identity skip (fast_neural_style's residual block);
+    ``filtered``: the first one's ReLU is ``filtered_relu``."""
 
-    def __init__(self, channels: int, num_styles: int) -> None:
+    def __init__(self, channels: int, num_styles: int, filtered: bool = False) -> None:
         super().__init__()
-        self.a = ConvNormAct(channels, channels, 3, 1, num_styles)
+        self.a = ConvNormAct(channels, channels, 3, 1, num_styles, filtered=filtered)
         self.b = ConvNormAct(channels, channels, 3, 1, num_styles, act=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

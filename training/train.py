@@ -103,7 +103,7 @@ class Trainer:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
         g = Generator(spec).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
@@ -111,10 +111,29 @@ class Trainer:
             opt_g=torch.optim.Adam(g.parameters(), lr=cfg.lr_g, betas=(0.5, 0.99)),
             opt_d=torch.optim.Adam(d.parameters(), lr=cfg.lr_d, betas=(0.5, 0.99)),
         )
+        if cfg.init:
+            self._init_generator(cfg.init)
         self.g_train, self.d_train = wrap(self.world, g), wrap(self.world, d)  # DDP when under torchrun
         self.use_amp = self.device.type == "cuda"
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
         self.fixed_x = centre_crop(self.content.batch(4), self.margin).to(self.device)  # the sample grid's rows
+
+    def _init_generator(self, path: str) -> None:
+        """Start G and its EMA from a trained generator's weights (a warm start, e.g. to fine-tune
+        the bundled model with other options); its styles must be this run's, in order, and its
+        layers this run's (options that add no parameters, such as ``alias_free``, may differ)."""
+        from training.export import load_generator
+
+        src, names, _ = load_generator(Path(path))
+        mine = [s.name for s in self.styles]
+        if names != mine:
+            raise ValueError(f"--init {path} has styles {names}; this run trains {mine} (same names, same order)")
+        try:
+            self.state.g.load_state_dict(src.state_dict())
+        except RuntimeError as e:  # a different width / blocks
+            raise ValueError(f"--init {path} does not fit this run's generator (width {self.cfg.width}, blocks {self.cfg.blocks}): {e}") from e
+        self.state.g_ema.load_state_dict(src.state_dict())
+        log.info("generator initialised from %s", path)
 
     def _load_teacher(self, path: str) -> Generator:
         """The frozen teacher (EMA weights); its styles must be the student's, in order."""
