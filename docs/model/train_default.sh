@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The bundled model's whole recipe, end to end, as recorded in docs/QUALITY.md: a 32-channel
+# teacher, a 16-channel student distilled from it, then three 800-step fine-tunes (stable video,
+# edges, alias-free ReLUs). Run from the repository root after `make .venv/.dev`:
+#
+#   bash docs/model/train_default.sh runs/recipe      # ~1 h on two cores on a fast day
+#
+# Each stage's checkpoint is in OUT/<stage>/; the model is exported to OUT/default.onnx (copy it
+# and its .json/.fp16.onnx/.generator.pt to streamer/models/ to ship it). Stage times go to
+# OUT/times.tsv. Stops at the first failing stage; a stage already finished is not rerun.
+set -euo pipefail
+
+OUT=${1:?usage: train_default.sh OUT_DIR}
+DATA=${DATA:-../shared/data}
+ST="$DATA/styles"
+BIN=${STYLECAST:-.venv/bin/stylecast}
+STYLES=(--style "$ST/hokusai_great_wave.jpg" --style "$ST/kandinsky_composition_viii.jpg"
+        --style "$ST/van_gogh_night_cafe.jpg" --style "$ST/cartoon")
+COMMON=(--content "$DATA/content" "${STYLES[@]}" --crop 160 --batch 4 --seed 0)
+FT=(--width 16 --blocks 3 --antialias --smooth-head --w-temporal 500 --temporal-blur 1.5
+    --temporal-margin 16 --sample-every 400 --ckpt-every 100)
+EDGE=(--temporal-noise 0 --w-edge 8 --w-edge-style kandinsky_composition_viii=30 --w-edge-style cartoon=100)
+mkdir -p "$OUT"
+
+stage() {  # stage NAME CMD…: run CMD once, timing it; skipped when OUT/NAME/.done exists
+    local name=$1; shift
+    if [[ -e "$OUT/$name/.done" ]]; then echo "skip $name (done)"; return; fi
+    local t0; t0=$(date +%s)
+    "$@"
+    touch "$OUT/$name/.done"
+    printf '%s\t%s s\n' "$name" "$(( $(date +%s) - t0 ))" | tee -a "$OUT/times.tsv"
+}
+
+# 1. teacher: width 32, 5000 steps, temporal 2 (docs/model/teacher/train_config.json)
+stage teacher "$BIN" train "${COMMON[@]}" --steps 5000 --out "$OUT/teacher"
+"$BIN" export "$OUT"/teacher/0*/checkpoint.pt "$OUT/teacher.onnx"
+
+# 2. student distilled from it: width 16, 3000 steps, temporal 20 (train_config_stage1.json)
+stage student "$BIN" train "${COMMON[@]}" --teacher "$OUT/teacher.generator.pt" --width 16 --blocks 3 \
+    --steps 3000 --w-temporal 20 --sample-every 1000 --out "$OUT/student"
+
+# 3. stable-video fine-tune, resumed to 3800 (train_config_stage2.json)
+if [[ ! -e "$OUT/video/checkpoint.pt" ]]; then mkdir -p "$OUT/video" && cp "$OUT"/student/0*/checkpoint.pt "$OUT/video/"; fi
+stage video "$BIN" train "${COMMON[@]}" "${FT[@]}" --resume "$OUT/video" --steps 3800
+
+# 4. edge fine-tune, resumed to 4600 (train_config_stage3.json): the model called L
+if [[ ! -e "$OUT/edge/checkpoint.pt" ]]; then mkdir -p "$OUT/edge" && cp "$OUT/video/checkpoint.pt" "$OUT/edge/"; fi
+stage edge "$BIN" train "${COMMON[@]}" "${FT[@]}" "${EDGE[@]}" --resume "$OUT/edge" --steps 4600
+
+# 5. alias-free fine-tune from L's EMA weights, 800 steps (train_config.json)
+stage alias_free "$BIN" train "${COMMON[@]}" "${FT[@]}" "${EDGE[@]}" --init "$OUT/edge/checkpoint.pt" \
+    --alias-free --alias-free-quarter --steps 800 --out "$OUT/alias_free"
+"$BIN" export "$OUT"/alias_free/0*/checkpoint.pt "$OUT/default.onnx"
+echo "wrote $OUT/default.onnx; stage times in $OUT/times.tsv"
