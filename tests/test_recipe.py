@@ -1,0 +1,56 @@
+"""docs/model/train_default.sh chains the bundled model's five training steps: checked with a
+stand-in `stylecast` that logs its arguments and makes the files each step would make."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "docs" / "model" / "train_default.sh"
+
+FAKE = r"""#!/usr/bin/env bash
+set -euo pipefail
+echo "$*" >> "$LOG"
+cmd=$1; shift
+if [[ $cmd == export ]]; then
+    [[ -f $1 ]] || { echo "no checkpoint $1" >&2; exit 1; }
+    touch "$2" "${2%.onnx}.generator.pt"; exit 0
+fi
+out="" resume=""
+while [[ $# -gt 0 ]]; do
+    case $1 in --out) out=$2; shift;; --resume) resume=$2; shift;; --init|--teacher) [[ -f $2 ]] || { echo "missing $2" >&2; exit 1; }; shift;; esac
+    shift
+done
+if [[ -n $resume ]]; then [[ -f $resume/checkpoint.pt ]] || exit 1; touch "$resume/checkpoint.pt"
+else mkdir -p "$out/00001-run"; touch "$out/00001-run/checkpoint.pt"; fi
+"""
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_recipe_runs_each_step_once_in_order(tmp_path: Path) -> None:
+    fake = tmp_path / "stylecast"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    log, out = tmp_path / "calls.log", tmp_path / "recipe"
+    env = {**os.environ, "STYLECAST": str(fake), "LOG": str(log), "DATA": str(tmp_path / "data")}
+    r = subprocess.run(["bash", str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    calls = log.read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["train", "export", "train", "train", "train", "train", "export"]
+    assert "--width" not in calls[0] and "--steps 5000" in calls[0]  # the teacher: default width 32
+    assert f"--teacher {out}/teacher.generator.pt" in calls[2] and "--width 16" in calls[2]
+    assert f"--resume {out}/video --steps 3800" in calls[3] and "--w-edge" not in calls[3]
+    assert f"--resume {out}/edge --steps 4600" in calls[4] and "--w-edge-style cartoon=100" in calls[4]
+    assert f"--init {out}/edge/checkpoint.pt" in calls[5] and "--alias-free --alias-free-quarter" in calls[5]
+    assert calls[6].endswith(f"{out}/default.onnx")
+    stages = [line.split("\t")[0] for line in (out / "times.tsv").read_text().splitlines()]
+    assert stages == ["teacher", "student", "video", "edge", "alias_free"]
+    # a second run skips every finished stage (only the two exports repeat)
+    r = subprocess.run(["bash", str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert [c.split()[0] for c in log.read_text().splitlines()[7:]] == ["export", "export"]
