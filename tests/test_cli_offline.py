@@ -57,6 +57,8 @@ def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     assert out.returncode == 2 and "expected NAME=WEIGHT" in out.stderr
     out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-temporal", "0", "--w-temporal-style", "a.jpg=9", "--dry-run")
     assert out.returncode == 2 and "need w_temporal > 0" in out.stderr
+    out = _cli("train", "--content", "x", "--style", "a.jpg", "--init", "g.pt", "--resume", "runs/1", "--dry-run")
+    assert out.returncode == 2 and "init and resume exclude each other" in out.stderr
     out = _cli("export", str(tiny_run), str(tmp_path / "m.onnx"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()

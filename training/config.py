@@ -72,6 +72,8 @@ class TrainConfig:
                     raise ValueError(f"{table}[{style!r}] must be ≥ 0, got {weight}")
         if not 0.0 <= self.video_share <= 1.0:
             raise ValueError(f"video_share must be in [0, 1], got {self.video_share}")
+        if self.init and self.resume:
+            raise ValueError("init and resume exclude each other: resume continues a run (its weights, discriminator and step), init starts a new one from trained weights")
         if self.temporal_style_weights and self.w_temporal <= 0:
             raise ValueError("temporal_style_weights need w_temporal > 0 (the temporal loss is off)")
 

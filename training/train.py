@@ -122,12 +122,7 @@ class Trainer:
         """Start G and its EMA from a trained generator's weights (a warm start, e.g. to fine-tune
         the bundled model with other options); its styles must be this run's, in order, and its
         layers this run's (options that add no parameters, such as ``alias_free``, may differ)."""
-        from training.export import load_generator
-
-        src, names, _ = load_generator(Path(path))
-        mine = [s.name for s in self.styles]
-        if names != mine:
-            raise ValueError(f"--init {path} has styles {names}; this run trains {mine} (same names, same order)")
+        src = self._load_same_styles(path, "--init")
         try:
             self.state.g.load_state_dict(src.state_dict())
         except RuntimeError as e:  # a different width / blocks
@@ -135,14 +130,20 @@ class Trainer:
         self.state.g_ema.load_state_dict(src.state_dict())
         log.info("generator initialised from %s", path)
 
-    def _load_teacher(self, path: str) -> Generator:
-        """The frozen teacher (EMA weights); its styles must be the student's, in order."""
+    def _load_same_styles(self, path: str, role: str) -> Generator:
+        """A trained generator (EMA weights, CPU) whose styles are this run's, in order; ``role``
+        names it in the error (``teacher``, ``--init``)."""
         from training.export import load_generator
 
-        t, names, _ = load_generator(Path(path))
+        g, names, _ = load_generator(Path(path))
         mine = [s.name for s in self.styles]
         if names != mine:
-            raise ValueError(f"teacher {path} has styles {names}; this run trains {mine} (same names, same order)")
+            raise ValueError(f"{role} {path} has styles {names}; this run trains {mine} (same names, same order)")
+        return g
+
+    def _load_teacher(self, path: str) -> Generator:
+        """The frozen teacher (EMA weights); its styles must be the student's, in order."""
+        t = self._load_same_styles(path, "teacher")
         log.info("distilling from %s (%d params → %d)", path, sum(p.numel() for p in t.parameters()), sum(p.numel() for p in self.state.g.parameters()))
         return t.to(self.device).requires_grad_(False)
 
