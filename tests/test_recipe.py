@@ -54,3 +54,26 @@ def test_recipe_runs_each_step_once_in_order(tmp_path: Path) -> None:
     r = subprocess.run(["bash", str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert [c.split()[0] for c in log.read_text().splitlines()[7:]] == ["export", "export"]
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_recipe_ablation_reuses_a_teacher_and_turns_off_every_temporal_loss(tmp_path: Path) -> None:
+    fake = tmp_path / "stylecast"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    teacher = tmp_path / "teacher.generator.pt"
+    teacher.touch()
+    log, out = tmp_path / "calls.log", tmp_path / "ablation"
+    env = {**os.environ, "STYLECAST": str(fake), "LOG": str(log), "DATA": str(tmp_path / "data"),
+           "TEACHER": str(teacher), "TEMPORAL": "0"}
+    r = subprocess.run(["bash", str(SCRIPT), str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    calls = log.read_text().splitlines()
+    assert [c.split()[0] for c in calls] == ["train", "train", "train", "train", "export"]  # no teacher stage
+    assert f"--teacher {teacher}" in calls[0]
+    assert all("--w-temporal 0 " in c for c in calls[:4]), calls
+    assert not any("--w-temporal 20" in c or "--w-temporal 500" in c for c in calls)
+    for bad in ({"TEMPORAL": "2"}, {"TEACHER": str(tmp_path / "missing.pt")}):
+        r = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "x")], cwd=ROOT, env={**env, **bad},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and ("TEMPORAL" in r.stderr or "no such file" in r.stderr), r.stderr

@@ -8,16 +8,28 @@
 # Each stage's checkpoint is in OUT/<stage>/; the model is exported to OUT/default.onnx (copy it
 # and its .json/.fp16.onnx/.generator.pt to streamer/models/ to ship it). Stage times go to
 # OUT/times.tsv. Stops at the first failing stage; a stage already finished is not rerun.
+#
+# Environment: TEACHER=GEN.pt distils from an existing teacher (e.g. the bundled model's,
+# docs/model/teacher/teacher.generator.pt) instead of training one; TEMPORAL=0 trains every
+# stage after the teacher without the temporal loss: the ablation in docs/QUALITY.md.
 set -euo pipefail
 
 OUT=${1:?usage: train_default.sh OUT_DIR}
+TEACHER=${TEACHER:-}
+TEMPORAL=${TEMPORAL:-1}
+case $TEMPORAL in
+    1) W_STUDENT=20 W_FT=500 ;;
+    0) W_STUDENT=0 W_FT=0 ;;
+    *) echo "TEMPORAL must be 1 or 0, not '$TEMPORAL'" >&2; exit 2 ;;
+esac
+if [[ -n $TEACHER && ! -f $TEACHER ]]; then echo "TEACHER=$TEACHER: no such file" >&2; exit 2; fi
 DATA=${DATA:-../shared/data}
 ST="$DATA/styles"
 BIN=${STYLECAST:-.venv/bin/stylecast}
 STYLES=(--style "$ST/hokusai_great_wave.jpg" --style "$ST/kandinsky_composition_viii.jpg"
         --style "$ST/van_gogh_night_cafe.jpg" --style "$ST/cartoon")
 COMMON=(--content "$DATA/content" "${STYLES[@]}" --crop 160 --batch 4 --seed 0)
-FT=(--width 16 --blocks 3 --antialias --smooth-head --w-temporal 500 --temporal-blur 1.5
+FT=(--width 16 --blocks 3 --antialias --smooth-head --w-temporal "$W_FT" --temporal-blur 1.5
     --temporal-margin 16 --sample-every 400 --ckpt-every 100)
 EDGE=(--temporal-noise 0 --w-edge 8 --w-edge-style kandinsky_composition_viii=30 --w-edge-style cartoon=100)
 mkdir -p "$OUT"
@@ -32,12 +44,15 @@ stage() {  # stage NAME CMD…: run CMD once, timing it; skipped when OUT/NAME/.
 }
 
 # 1. teacher: width 32, 5000 steps, temporal 2 (docs/model/teacher/train_config.json)
-stage teacher "$BIN" train "${COMMON[@]}" --steps 5000 --out "$OUT/teacher"
-"$BIN" export "$OUT"/teacher/0*/checkpoint.pt "$OUT/teacher.onnx"
+if [[ -z $TEACHER ]]; then
+    stage teacher "$BIN" train "${COMMON[@]}" --steps 5000 --out "$OUT/teacher"
+    "$BIN" export "$OUT"/teacher/0*/checkpoint.pt "$OUT/teacher.onnx"
+    TEACHER=$OUT/teacher.generator.pt
+fi
 
 # 2. student distilled from it: width 16, 3000 steps, temporal 20 (train_config_stage1.json)
-stage student "$BIN" train "${COMMON[@]}" --teacher "$OUT/teacher.generator.pt" --width 16 --blocks 3 \
-    --steps 3000 --w-temporal 20 --sample-every 1000 --out "$OUT/student"
+stage student "$BIN" train "${COMMON[@]}" --teacher "$TEACHER" --width 16 --blocks 3 \
+    --steps 3000 --w-temporal "$W_STUDENT" --sample-every 1000 --out "$OUT/student"
 
 # 3. stable-video fine-tune, resumed to 3800 (train_config_stage2.json)
 if [[ ! -e "$OUT/video/checkpoint.pt" ]]; then mkdir -p "$OUT/video" && cp "$OUT"/student/0*/checkpoint.pt "$OUT/video/"; fi
