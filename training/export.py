@@ -35,8 +35,10 @@ class ExportError(RuntimeError):
 
 
 def to_u8_nhwc(t: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, W] float in [0, 1] → [N, H, W, C] uint8 (round, clamp, cast, in the graph)."""
-    return (t * 255.0).round().clamp(0.0, 255.0).to(torch.uint8).permute(0, 2, 3, 1)
+    """[N, C, H, W] float in [0, 1] → [N, H, W, C] uint8 (round, clamp, permute, cast, in the
+    graph). The cast comes last: in TensorRT only a Cast may write a uint8 tensor, not even a
+    Transpose may move one (NVIDIA/TensorRT#3985), so the graph output must leave a Cast."""
+    return (t * 255.0).round().clamp(0.0, 255.0).permute(0, 2, 3, 1).to(torch.uint8)
 
 
 class FramePipeline(nn.Module):
@@ -47,7 +49,9 @@ class FramePipeline(nn.Module):
         self.g = g
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = frame.permute(0, 3, 1, 2).float().flip(1) / 255.0  # BGR NHWC uint8 → RGB NCHW [0,1]
+        # BGR NHWC uint8 → RGB NCHW [0,1]; cast first, since TensorRT's only layer that reads a
+        # uint8 tensor is a Cast (see ``to_u8_nhwc``)
+        x = frame.float().permute(0, 3, 1, 2).flip(1) / 255.0
         g, a = self.g(x, style)
         y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
         return to_u8_nhwc(y.flip(1)), to_u8_nhwc(a)

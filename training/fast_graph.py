@@ -165,7 +165,7 @@ class FastFramePipeline(nn.Module):
 
     def run(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(output uint8 [1,H,W,3] BGR, attention uint8 [1,H,W,1], head float32 [1,4,H,W])."""
-        x = frame.permute(0, 3, 1, 2).float() / 255.0
+        x = frame.float().permute(0, 3, 1, 2) / 255.0  # cast first: TensorRT reads uint8 only in a Cast (``to_u8_nhwc``)
         g, a, head = self.fast(x, style)
         y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
         return to_u8_nhwc(y), to_u8_nhwc(a), head
