@@ -573,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filtered (upsampled, low-passed) ReLUs at ⅛ res: less flicker when the camera moves a few pixels")
     s.add_argument("--alias-free-quarter", action=argparse.BooleanOptionalAction, default=None,
                    help="filtered ReLUs at ¼ res too: steadier under 1–3 px moves, a little slower")
+    s.add_argument("--smooth-body", action=argparse.BooleanOptionalAction, default=None,
+                   help="blur the ⅛-res features before upsampling them: no checkerboard tied to the 8 px grid")
     s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
     s.add_argument("--video", action="append", metavar="CLIP",

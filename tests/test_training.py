@@ -411,6 +411,21 @@ def test_alias_free_adds_no_weights_and_round_trips(tmp_path: Path) -> None:
         assert float((af(x, w)[0] - plain.eval()(x, w)[0]).abs().max()) > 0  # the option does something
 
 
+def test_smooth_body_cuts_the_eighth_res_checkerboard_and_adds_no_weights() -> None:
+    """``smooth_body``: a checkerboard on the ⅛-res grid (its Nyquist rate) does not reach the
+    ¼-res features, a smooth ⅛-res signal does, and no weights are added."""
+    plain = Generator(GeneratorSpec(num_styles=1, width=4, blocks=1, antialias=True))
+    smooth = Generator(GeneratorSpec(num_styles=1, width=4, blocks=1, antialias=True, smooth_body=True))
+    assert plain.state_dict().keys() == smooth.state_dict().keys()
+    yy, xx = torch.meshgrid(torch.arange(12), torch.arange(16), indexing="ij")
+    checker = ((-1.0) ** (yy + xx)).expand(1, 8, 12, 16)
+    ramp = (xx / 15.0).float().expand(1, 8, 12, 16)
+    interior = (slice(None), slice(None), slice(4, -4), slice(4, -4))
+    assert float(plain.upsample_half(checker)[interior].abs().mean()) > 0.2  # bilinear alone lets half of it through
+    assert float(smooth.upsample_half(checker)[interior].abs().max()) < 1e-5
+    torch.testing.assert_close(smooth.upsample_half(ramp)[interior], plain.upsample_half(ramp)[interior], atol=1e-5, rtol=0)
+
+
 def test_init_starts_from_a_trained_generator(tiny_run: Path, tmp_path: Path) -> None:
     from dataclasses import replace
 

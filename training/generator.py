@@ -60,6 +60,11 @@ class GeneratorSpec:
     # The same for the two ¼-res ReLUs (after the 4× space-to-depth conv and the decoder's), whose
     # grid is 4 px: with only the ⅛-res ones filtered, 1–3 px moves still change the texture.
     alias_free_quarter: bool = False
+    # A 3×3 binomial blur of the ⅛-res features before their bilinear 2× upsampling. The residual
+    # blocks end in a linear conv, which can leave a checkerboard at the ⅛ grid's Nyquist rate
+    # (visible in `stylecast explain`'s feature panels); upsampled, that renders differently at
+    # each sub-cell phase of the scene. The blur's response there is zero. No weights.
+    smooth_body: bool = False
 
     def __post_init__(self) -> None:
         if self.head_blur_taps not in HEAD_BLUR_KERNELS:
@@ -88,6 +93,7 @@ class Generator(nn.Module):
         self.enc1 = ConvNormAct(3 * 16, c1, 3, 1, s, filtered=spec.alias_free_quarter)  # ¼ res, after 4× unshuffle
         self.in_blur = Blur2d(3, (1.0, 4.0, 6.0, 4.0, 1.0)) if spec.antialias else nn.Identity()
         self.blur = Blur2d(c1) if spec.antialias else nn.Identity()
+        self.body_blur = Blur2d(c2) if spec.smooth_body else nn.Identity()
         self.enc2 = ConvNormAct(c1, c2, 3, 2, s, filtered=spec.alias_free)  # ⅛ res
         self.res = nn.ModuleList([ResBlock(c2, s, filtered=spec.alias_free) for _ in range(spec.blocks)])
         self.dec1 = ConvNormAct(c2, c1, 3, 1, s, filtered=spec.alias_free_quarter)  # ¼ res after nearest 2× upsample
@@ -119,7 +125,9 @@ class Generator(nn.Module):
         return out
 
     def upsample_half(self, h: torch.Tensor) -> torch.Tensor:
-        """⅛-res features → ¼ res: bilinear when ``spec.antialias``, else nearest."""
+        """⅛-res features → ¼ res: bilinear when ``spec.antialias``, else nearest; blurred first
+        when ``spec.smooth_body``."""
+        h = self.body_blur(h)
         if self.spec.antialias:
             return F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
         return F.interpolate(h, scale_factor=2.0, mode="nearest")

@@ -103,7 +103,7 @@ class Trainer:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
         g = Generator(spec).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
