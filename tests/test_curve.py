@@ -126,7 +126,7 @@ def test_rejected_clients_fail_the_handshake(daemon: ServeConfig, keys: Keys, wh
             curve.apply(s)
         s.connect(daemon.control)
         try:  # queued while the connection's pipe exists; once the handshake is refused ZeroMQ drops
-            s.send(b'{"cmd": "status"}', zmq.NOBLOCK)  # it, and a blocking send on a REQ with no pipe never returns
+            s.send(b'{"cmd": "status"}', zmq.NOBLOCK)  # it, and a blocking send on a REQ with no pipe never returns (zeromq/libzmq#2329)
         except zmq.Again:
             pass
     try:
