@@ -19,6 +19,7 @@ import numpy as np
 
 from streamer import __version__
 from streamer.controls import ControlError
+from streamer.signals import set_on_signal
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig
 
 log = logging.getLogger("stylecast")
@@ -100,10 +101,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     from streamer.service import Reloader
 
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
     reloader = Reloader(load=lambda: _serve_config(a))  # SIGHUP: re-read --config, re-apply the flags
-    signal.signal(signal.SIGHUP, lambda *_: reloader.requested.set())
+    set_on_signal(reloader.requested, signal.SIGHUP)
 
     def ready(pipe: Any) -> None:
         print(f"stylecast: publishing on {cfg.publish} (control {cfg.control}); watch with:\n"
@@ -158,8 +158,7 @@ def cmd_relay(a: argparse.Namespace) -> int:
             raise ConfigError(f"backend: {e}") from e
     relay = Relay(a.frontend, a.backend, backend_keys, _client_keys(a.upstream_server_key, a.client_key))
     stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
     relay.run(stop)
     return EXIT_OK
 
@@ -175,8 +174,7 @@ def cmd_view(a: argparse.Namespace) -> int:
 
         host, _, port = a.http.rpartition(":")
         stop = threading.Event()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: stop.set())
+        set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
         print(f"stylecast: viewer on http://{host or '127.0.0.1'}:{port}/ (MJPEG at /stream.mjpg)", file=sys.stderr, flush=True)
         serve_http(host or "127.0.0.1", int(port), a.endpoint, a.control, topic, stop)
         return EXIT_OK

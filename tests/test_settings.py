@@ -73,7 +73,11 @@ def test_bad_config_names_the_field_and_starts_nothing(tmp_path: Path, capsys: p
     control_port = free_tcp_port()
     cfg = tmp_path / "cam.toml"
     text = body(tmp_path, port)
-    cfg.write_text(("" if text.startswith("control") else f'control = "tcp://127.0.0.1:{control_port}"\n') + text + "\n")
+    # free ports for whatever the case leaves at its default, so a daemon already running on this
+    # machine (on 5555/5556) cannot change which error comes first
+    free = ("" if text.startswith("control") else f'control = "tcp://127.0.0.1:{control_port}"\n') + \
+        ("" if "publish =" in text else f'publish = "tcp://127.0.0.1:{free_tcp_port()}"\n')
+    cfg.write_text(free + text + "\n")
     threads_before = {t.name for t in threading.enumerate()}
     try:
         code = cli.main(["serve", "--config", str(cfg), "--source", "demo"])

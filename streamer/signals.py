@@ -1,0 +1,33 @@
+"""Signal handlers that set a ``threading.Event``, safe when one signal lands inside another's handler.
+
+Python runs a handler on the main thread between two bytecodes, which can be in the middle of
+an earlier handler's ``Event.set()``. ``Event.set`` holds the event's lock (not re-entrant)
+while it wakes the waiters. So a second handler that calls ``set()`` at that moment waits for a
+lock its own thread holds, and the process never stops: measured here with `make run` stopped by
+``timeout``, which signals the whole process group while make also passes the signal on, and the
+same happens to Ctrl-C under make. These handlers never wait for that lock.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+
+def set_on_signal(event: threading.Event, *signals: signal.Signals) -> None:
+    """From now on each of ``signals`` sets ``event`` (replacing their handlers; call on the main
+    thread, once per event). A signal that arrives while an earlier one is setting the same event
+    is folded into it; one for another event (SIGTERM inside SIGHUP's handler) still sets that."""
+    guard = threading.Lock()  # taken without waiting, only by this event's handler
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        if event.is_set() or not guard.acquire(blocking=False):
+            return  # already set, or an outer call of this handler is setting it right now
+        try:
+            event.set()
+        finally:
+            guard.release()
+
+    for sig in signals:
+        signal.signal(sig, handler)
