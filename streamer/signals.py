@@ -3,9 +3,10 @@
 Python runs a handler on the main thread between two bytecodes, which can be in the middle of
 an earlier handler's ``Event.set()``. ``Event.set`` holds the event's lock (not re-entrant)
 while it wakes the waiters. So a second handler that calls ``set()`` at that moment waits for a
-lock its own thread holds, and the process never stops: measured here with `make run` stopped by
-``timeout``, which signals the whole process group while make also passes the signal on, and the
-same happens to Ctrl-C under make. These handlers never wait for that lock.
+lock its own thread holds, and the process never stops. That happened here once to `make run`
+stopped by ``timeout``, which signals the whole process group while make also passes the signal
+on; Ctrl-C under make can deliver two signals the same way. These handlers never wait for that
+lock.
 """
 
 from __future__ import annotations
