@@ -18,8 +18,10 @@ from types import FrameType
 
 def set_on_signal(event: threading.Event, *signals: signal.Signals) -> None:
     """From now on each of ``signals`` sets ``event`` (replacing their handlers; call on the main
-    thread, once per event). A signal that arrives while an earlier one is setting the same event
-    is folded into it; one for another event (SIGTERM inside SIGHUP's handler) still sets that."""
+    thread, once per event, and let no other code on the main thread set ``event``: a handler that
+    interrupted such a ``set()`` would wait for its lock). A signal that arrives while an earlier
+    one is setting the same event is folded into it; one for another event (SIGTERM inside
+    SIGHUP's handler) still sets that."""
     guard = threading.Lock()  # taken without waiting, only by this event's handler
 
     def handler(signum: int, frame: FrameType | None) -> None:
