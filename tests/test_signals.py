@@ -59,11 +59,18 @@ def test_the_naive_handler_did_hang() -> None:
     assert run_child("naive", 8) is None
 
 
+def edit(text: str, old: str, new: str) -> str:
+    """``text`` with its one ``old`` replaced (fails if ``old`` is not there exactly once)."""
+    assert text.count(old) == 1, old
+    return text.replace(old, new)
+
+
 def test_a_signal_for_another_event_inside_a_handler_is_not_lost() -> None:
     """SIGTERM arriving while SIGHUP's handler sets the reload event still sets the stop event."""
-    child = CHILD.replace('set_on_signal(stop, signal.SIGTERM, signal.SIGINT)',
-                          'hup = threading.Event(); set_on_signal(hup, signal.SIGHUP); set_on_signal(stop, signal.SIGTERM, signal.SIGINT)')
-    child = child.replace("cond = stop._cond", "cond = hup._cond").replace("os.kill(os.getpid(), signal.SIGINT)", "os.kill(os.getpid(), signal.SIGTERM)")
-    child = child.replace("waiter.start()\n    os.kill(os.getpid(), signal.SIGTERM)", "waiter.start()\n    os.kill(os.getpid(), signal.SIGHUP)")
+    child = edit(CHILD, "set_on_signal(stop, signal.SIGTERM, signal.SIGINT)",
+                 "hup = threading.Event(); set_on_signal(hup, signal.SIGHUP); set_on_signal(stop, signal.SIGTERM, signal.SIGINT)")
+    child = edit(child, "cond = stop._cond", "cond = hup._cond")  # the second signal lands inside hup.set()
+    child = edit(child, "os.kill(os.getpid(), signal.SIGINT)", "os.kill(os.getpid(), signal.SIGTERM)")  # ... and is SIGTERM
+    child = edit(child, "waiter.start()\nos.kill(os.getpid(), signal.SIGTERM)", "waiter.start()\nos.kill(os.getpid(), signal.SIGHUP)")  # the first is SIGHUP
     r = subprocess.run([sys.executable, "-c", child, "safe"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip() == "stopped", r.stdout + r.stderr
