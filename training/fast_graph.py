@@ -21,6 +21,8 @@ the straightforward ``FramePipeline``:
    and the full-resolution reflection pad lands on the same values (the two outer rows of the
    upsampled map both equal the edge row of the ¼-res map).
 The part of the head conv that sees the frame itself stays one small 3-channel full-res conv.
+The ½-res stage (``GeneratorSpec.half_res``), when there is one, is kept as it is: a conv at ½ res
+to 4 channels and one bilinear 2× of those, added to the head.
 4. **Style affine inside the norm** (optional, FP32 graph only): conditional instance norm's
    mixed γ/β become ``InstanceNormalization``'s scale and bias.
 5. **Colour delta without logs.** ``sigmoid(logit(x) + d)`` is ``x / (x + (1 − x)·e^(−d))``: the
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.export import to_u8_nhwc
-from training.generator import HEAD_CHANNELS, LOGIT_EPS, Generator, blend
+from training.generator import HEAD_CHANNELS, LOGIT_EPS, Generator, blend, upsample2
 from training.layers import CondInstanceNorm, ConvNormAct
 
 BLOCK = 4
@@ -137,6 +139,9 @@ class FastGenerator(nn.Module):
             self.phase_w = nn.Parameter(phase_conv_weight(hw[:, :HEAD_CHANNELS]), requires_grad=False)
             self.x_w = nn.Parameter(hw[:, HEAD_CHANNELS:][:, _BGR].contiguous(), requires_grad=False)
             self.x_b = nn.Parameter(hb.clone(), requires_grad=False)
+            if g.spec.half_res:  # the ½-res stage's outputs in BGR order too
+                self.half_w = nn.Parameter(g.half_out.weight[_HEAD_ROWS].clone(), requires_grad=False)
+                self.half_b = nn.Parameter(g.half_out.bias[_HEAD_ROWS].clone(), requires_grad=False)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.g
@@ -150,6 +155,9 @@ class FastGenerator(nn.Module):
         z = replicate_pad1(g.head_blur(g.squeeze(h)))
         head = F.pixel_shuffle(F.conv2d(z, self.phase_w), BLOCK)
         head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
+        if g.spec.half_res:
+            hh = conv_norm_act(g.half_in, upsample2(h), w, f)
+            head = head + upsample2(F.conv2d(F.pad(hh, (1, 1, 1, 1), mode="reflect"), self.half_w, self.half_b))
         stylised = shift_in_logit_space(x, head[:, :3])
         attention = torch.sigmoid(head[:, 3:4])
         return stylised, attention, head

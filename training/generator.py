@@ -65,10 +65,21 @@ class GeneratorSpec:
     # (visible in `stylecast explain`'s feature panels); upsampled, that renders differently at
     # each sub-cell phase of the scene. The blur's response there is zero. No weights.
     smooth_body: bool = False
+    # Channels of a decoder stage at ½ resolution (0: none). The ¼-res head draws strokes on a 4 px
+    # grid, and a stroke narrower than ~8 px has energy above that grid's Nyquist rate, which
+    # bilinear upsampling renders differently at each sub-cell phase of the scene: flicker when
+    # the camera moves 1–3 px. This stage (bilinear 2× of the decoder's features → 3×3
+    # ConvNormAct → 3×3 conv to the head's 4 outputs → bilinear 2×) can draw them on a 2 px grid,
+    # where what aliases is at a 4 px period, which a σ = 1.5 px blur (the warp error's, and
+    # roughly an eye's at viewing distance) cuts to 6 %. Its output is added to the head's; its
+    # last conv starts at zero, so a trained model fine-tuned with it switched on starts as it was.
+    half_res: int = 0
 
     def __post_init__(self) -> None:
         if self.head_blur_taps not in HEAD_BLUR_KERNELS:
             raise ValueError(f"head_blur_taps must be one of {sorted(HEAD_BLUR_KERNELS)}, got {self.head_blur_taps}")
+        if self.half_res < 0:
+            raise ValueError(f"half_res is a channel count (0 for none), got {self.half_res}")
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -81,6 +92,11 @@ LOGIT_EPS = 1e-3
 def _logit(x: torch.Tensor, eps: float = LOGIT_EPS) -> torch.Tensor:
     x = x.clamp(eps, 1.0 - eps)
     return torch.log(x) - torch.log1p(-x)
+
+
+def upsample2(h: torch.Tensor) -> torch.Tensor:
+    """Bilinear 2× (``align_corners=False``): [N, C, H, W] → [N, C, 2H, 2W]."""
+    return F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
 
 
 class Generator(nn.Module):
@@ -106,6 +122,11 @@ class Generator(nn.Module):
         with torch.no_grad():
             self.head.bias.zero_()
             self.head.bias[3] = 1.0  # attention starts at sigmoid(1) ≈ 0.73
+        if spec.half_res:
+            self.half_in = ConvNormAct(c1, spec.half_res, 3, 1, s)
+            self.half_out = nn.Conv2d(spec.half_res, 4, 3, 1, 1, padding_mode="reflect")
+            nn.init.zeros_(self.half_out.weight)
+            nn.init.zeros_(self.half_out.bias)
 
     def features(self, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's activation, for the interpretability tools and FP16 range checks."""
@@ -121,7 +142,11 @@ class Generator(nn.Module):
         h = self.dec1(self.upsample_half(h), w) + skip
         out["dec1"] = h
         up = F.interpolate(self.head_blur(self.squeeze(h)), scale_factor=4.0, mode="bilinear", align_corners=False)
-        out["head"] = self.head(torch.cat([up, x], dim=1))
+        head = self.head(torch.cat([up, x], dim=1))
+        if self.spec.half_res:
+            out["half"] = self.half_in(upsample2(h), w)
+            head = head + upsample2(self.half_out(out["half"]))
+        out["head"] = head
         return out
 
     def upsample_half(self, h: torch.Tensor) -> torch.Tensor:
@@ -129,7 +154,7 @@ class Generator(nn.Module):
         when ``spec.smooth_body``."""
         h = self.body_blur(h)
         if self.spec.antialias:
-            return F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+            return upsample2(h)
         return F.interpolate(h, scale_factor=2.0, mode="nearest")
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -137,6 +162,21 @@ class Generator(nn.Module):
         stylised = torch.sigmoid(_logit(x) + head[:, :3])
         attention = torch.sigmoid(head[:, 3:4])
         return stylised, attention
+
+
+GROWN_PREFIXES = ("half_in.", "half_out.")
+"""Parameters of stages a trained generator may lack and be fine-tuned with: they start as a
+no-op (``half_out`` at zero), so the function is the trained one's until training moves them."""
+
+
+def init_weights(g: Generator, src: Generator) -> None:
+    """Copy ``src``'s weights into ``g`` (same layers), allowing ``g`` stages in
+    ``GROWN_PREFIXES`` that ``src`` lacks; those keep their no-op start. RuntimeError on any
+    other missing, unexpected or differently shaped tensor."""
+    missing, unexpected = g.load_state_dict(src.state_dict(), strict=False)
+    lacking = [k for k in missing if not k.startswith(GROWN_PREFIXES)]
+    if lacking or unexpected:
+        raise RuntimeError(f"missing {lacking}, unexpected {unexpected}")
 
 
 def blend(x: torch.Tensor, stylised: torch.Tensor, attention: torch.Tensor, strength: torch.Tensor | float) -> torch.Tensor:

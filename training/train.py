@@ -29,7 +29,7 @@ from training.config import TrainConfig
 from training.data import ContentSampler, StyleSet, load_styles, random_crop
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
-from training.generator import Generator, GeneratorSpec, blend
+from training.generator import Generator, GeneratorSpec, blend, init_weights
 from training.video import PairBatch, VideoPairs, flow_warp
 from training.warp import centre_crop, random_affine, second_view, warp
 
@@ -103,7 +103,7 @@ class Trainer:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
         g = Generator(spec).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
@@ -124,10 +124,10 @@ class Trainer:
         layers this run's (options that add no parameters, such as ``alias_free``, may differ)."""
         src = self._load_same_styles(path, "--init")
         try:
-            self.state.g.load_state_dict(src.state_dict())
+            init_weights(self.state.g, src)
         except RuntimeError as e:  # a different width / blocks
-            raise ValueError(f"--init {path} does not fit this run's generator (width {self.cfg.width}, blocks {self.cfg.blocks}): {e}") from e
-        self.state.g_ema.load_state_dict(src.state_dict())
+            raise ValueError(f"--init {path} does not fit this run's generator (width {self.cfg.width}, blocks {self.cfg.blocks}, half_res {self.cfg.half_res}): {e}") from e
+        init_weights(self.state.g_ema, src)
         log.info("generator initialised from %s", path)
 
     def _load_same_styles(self, path: str, role: str) -> Generator:
