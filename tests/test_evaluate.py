@@ -220,3 +220,20 @@ def test_evaluate_images_reports_both_cuts_per_style(tiny_model: Path, tmp_path:
     assert a["style_distance_input"] == b["style_distance_input"] and a["texture_distance_input"] == b["texture_distance_input"]
     expected = np.mean([ev.style_distance(ev.texture_grams(_TinyFeatures(), _cell(cv2.imread(str(p)), 96, 64)), [ev.texture_grams(_TinyFeatures(), _photo(5))]) for p in paths])
     assert a["texture_distance_input"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_a_reference_on_a_flat_background_is_measured_over_its_drawing() -> None:
+    """A cut-out on white: its Grams over the drawing alone equal those of the drawing's own
+    texture; with the background counted they are pulled towards white (the old cartoon target)."""
+    rng = np.random.default_rng(0)
+    texture = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    cut_out = np.full((128, 128, 3), 255, np.uint8)
+    cut_out[32:96, 32:96] = texture
+    fg = ev.foreground(cut_out)
+    assert fg is not None and fg.shape == (1, 128, 128) and float(fg.mean()) == pytest.approx(0.25, abs=0.01)
+    assert ev.foreground(texture) is None
+    net = _TinyFeatures()
+    masked = ev.grams(net, cut_out, fg)
+    whole = ev.grams(net, cut_out)
+    inner = ev.grams(net, texture)
+    assert ev.style_distance(masked, [inner]) < 0.25 * ev.style_distance(whole, [inner])

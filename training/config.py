@@ -24,6 +24,7 @@ class TrainConfig:
     batch: int = 4
     crop: int = 160  # training crop side, px
     style_size: int = 384  # longer side of style images for Gram targets and D crops, px
+    mask_background: bool = True  # leave a style image's flat background out of its targets (data.background_mask)
     width: int = 32
     blocks: int = 3
     antialias: bool = False  # blur before the 4× and 2× downsampling, bilinear 2× upsampling (GeneratorSpec)

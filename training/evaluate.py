@@ -189,11 +189,24 @@ def _rgb(img: U8, max_side: int = 512) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1])).permute(2, 0, 1)[None].float() / 255.0
 
 
-def grams(net: torch.nn.Module, img: U8) -> dict[str, torch.Tensor]:
+def grams(net: torch.nn.Module, img: U8, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """Gram matrix per layer of ``net`` on ``img`` (uint8 BGR [H,W,3]); over ``mask`` (float
+    [1, h, w], any size, 1 = counted) alone when given (``losses.gram``)."""
     from training.losses import gram
 
     with torch.no_grad():
-        return {k: gram(v)[0] for k, v in net(_rgb(img)).items()}
+        m = None if mask is None else mask[None]
+        return {k: gram(v, m)[0] for k, v in net(_rgb(img)).items()}
+
+
+def foreground(img: U8) -> torch.Tensor | None:
+    """float [1, h, w] mask of ``img``'s drawing when it has a flat background (a cut-out on
+    white, ``training.data.background_mask``, at ``_rgb``'s size), else None: the style
+    references' Grams are taken over it, as training's targets are."""
+    from training.data import background_mask
+
+    bg = background_mask(_rgb(img)[0])
+    return None if bg is None else (~bg).float()[None]
 
 
 TEXTURE_LAYERS = ("relu3_3", "relu4_3")
@@ -209,11 +222,11 @@ def tone_normalised_luma(img: U8) -> U8:
     return cv2.cvtColor(np.clip(np.rint(g), 0, 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
 
 
-def texture_grams(net: torch.nn.Module, img: U8) -> dict[str, torch.Tensor]:
+def texture_grams(net: torch.nn.Module, img: U8, mask: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Gram matrices of ``TEXTURE_LAYERS`` on ``tone_normalised_luma(img)``: the painting's
     strokes and shapes without its palette, so a model that only re-colours the photo does not
-    reduce the distance to them."""
-    g = grams(net, tone_normalised_luma(img))
+    reduce the distance to them. ``mask`` as in ``grams``."""
+    g = grams(net, tone_normalised_luma(img), mask)
     return {k: g[k] for k in TEXTURE_LAYERS}
 
 
@@ -264,8 +277,10 @@ class StyleScores:
         return _reduction(self.texture_distance_input, self.texture_distance_output)
 
 
-def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str, list[Path]], vgg: torch.nn.Module | None, size: tuple[int, int]) -> dict[str, dict[str, Any]]:
-    """Per style: mean style distance (input, output), its reduction, and mean edge F1."""
+def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str, list[Path]], vgg: torch.nn.Module | None, size: tuple[int, int],
+                    mask_background: bool = True) -> dict[str, dict[str, Any]]:
+    """Per style: mean style distance (input, output), its reduction, and mean edge F1. With
+    ``mask_background`` a reference with a flat background counts its drawing alone (``foreground``)."""
     from streamer.contact_sheet import _cell
 
     imgs = []
@@ -281,8 +296,9 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         w = np.eye(engine.model.num_styles, dtype=np.float32)[i]
         refs = [cv2.imread(str(r), cv2.IMREAD_COLOR) for r in style_refs.get(name, [])]
         refs = [r for r in refs if r is not None]
-        targets = [grams(vgg, r) for r in refs] if vgg is not None else []
-        textures = [texture_grams(vgg, r) for r in refs] if vgg is not None else []
+        masks = [foreground(r) if mask_background else None for r in refs]
+        targets = [grams(vgg, r, m) for r, m in zip(refs, masks, strict=True)] if vgg is not None else []
+        textures = [texture_grams(vgg, r, m) for r, m in zip(refs, masks, strict=True)] if vgg is not None else []
         d: dict[str, list[float]] = {"in": [], "out": [], "tex_in": [], "tex_out": []}
         f1 = []
         for j, x in enumerate(imgs):
@@ -298,7 +314,7 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         m = {k: float(np.mean(v)) if v else None for k, v in d.items()}
         s = StyleScores(m["in"], m["out"], float(np.mean(f1)), m["tex_in"], m["tex_out"])
         out[name] = {**asdict(s), "style_distance_reduction": s.reduction, "texture_distance_reduction": s.texture_reduction,
-                     "references": [str(r) for r in style_refs.get(name, [])]}
+                     "references": [str(r) for r in style_refs.get(name, [])], "references_masked": sum(m is not None for m in masks)}
     return out
 
 

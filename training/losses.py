@@ -14,11 +14,17 @@ import torch.nn.functional as F
 from training.layers import separable_blur, separable_kernels
 
 
-def gram(f: torch.Tensor) -> torch.Tensor:
-    """[N, C, H, W] → [N, C, C] Gram matrix normalised by C·H·W (fast_neural_style's convention)."""
+def gram(f: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """[N, C, H, W] → [N, C, C] Gram matrix normalised by C·H·W (fast_neural_style's convention).
+
+    ``mask`` [N, 1, h, w] in [0, 1] (any size; area-averaged to H×W) weights each position: the
+    Gram of the masked region alone, normalised by C times its area. All ones is ``gram(f)``."""
     n, c, h, w = f.shape
     v = f.reshape(n, c, h * w)
-    return v @ v.transpose(1, 2) / (c * h * w)
+    if mask is None:
+        return v @ v.transpose(1, 2) / (c * h * w)
+    m = F.adaptive_avg_pool2d(mask.to(f.dtype), (h, w)).reshape(n, 1, h * w)
+    return (v * m) @ v.transpose(1, 2) / (c * m.sum(dim=2, keepdim=True).clamp_min(1e-6))
 
 
 def content_loss(feat_out: dict[str, torch.Tensor], feat_in: dict[str, torch.Tensor], layers: tuple[str, ...]) -> torch.Tensor:

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from training import losses
 from training.backbone import build_backbone
 from training.config import TrainConfig
-from training.data import ContentSampler, StyleSet, load_styles, random_crop
+from training.data import ContentSampler, StyleSet, load_styles
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
 from training.generator import Generator, GeneratorSpec, blend, init_weights
@@ -73,14 +73,16 @@ def pick_device(name: str) -> torch.device:
 
 
 def style_grams(backbone: torch.nn.Module, styles: list[StyleSet], layers: tuple[str, ...], device: torch.device) -> list[list[dict[str, torch.Tensor]]]:
-    """Gram targets per style per reference image: [style][image][layer] → [C, C]."""
+    """Gram targets per style per reference image: [style][image][layer] → [C, C]; over the
+    drawing alone where an image has a flat background (``StyleSet.foreground``)."""
     out = []
     with torch.no_grad():
         for s in styles:
             per_image = []
-            for img in s.images:
+            for img, fg in zip(s.images, s.foreground, strict=True):
                 feats = backbone(img.unsqueeze(0).to(device))
-                per_image.append({k: losses.gram(feats[k])[0] for k in layers})
+                mask = None if fg is None else fg.unsqueeze(0).to(device)
+                per_image.append({k: losses.gram(feats[k], mask)[0] for k in layers})
             out.append(per_image)
     return out
 
@@ -91,7 +93,7 @@ class Trainer:
         self.device = device_for(self.world, pick_device(cfg.device))
         self.rng = random.Random(cfg.seed + self.world.rank)  # each rank draws its own batches
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size)
+        self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size, cfg.mask_background)
         names = [s.name for s in self.styles]
         self.w_edge, self.edge_rel = per_style_scale(cfg.edge_weights(names), self.device)
         self.w_temporal, self.temporal_rel = per_style_scale(cfg.temporal_weights(names), self.device)
@@ -156,7 +158,7 @@ class Trainer:
         x = centre_crop(context, self.margin)
         idx = torch.tensor([self.rng.randrange(len(self.styles)) for _ in range(n)], device=self.device)
         w = F.one_hot(idx, len(self.styles)).float()
-        real = torch.stack([random_crop(self.rng.choice(self.styles[i].images), cfg.crop, self.rng, (0.3, 0.8)) for i in idx.tolist()])
+        real = torch.stack([self.styles[i].crop(cfg.crop, self.rng, (0.3, 0.8)) for i in idx.tolist()])
         return x, context, idx, w, real.to(self.device)
 
     def video_pairs(self, n: int) -> PairBatch | None:
