@@ -28,7 +28,8 @@ ST="$DATA/styles"
 BIN=${STYLECAST:-.venv/bin/stylecast}
 STYLES=(--style "$ST/hokusai_great_wave.jpg" --style "$ST/kandinsky_composition_viii.jpg"
         --style "$ST/van_gogh_night_cafe.jpg" --style "$ST/cartoon")
-COMMON=(--content "$DATA/content" "${STYLES[@]}" --crop 160 --batch 4 --seed 0)
+# --no-mask-background: the bundled model was trained with the cartoon set's white backgrounds in its targets
+COMMON=(--content "$DATA/content" "${STYLES[@]}" --crop 160 --batch 4 --seed 0 --no-mask-background)
 FT=(--width 16 --blocks 3 --antialias --smooth-head --w-temporal "$W_FT" --temporal-blur 1.5
     --temporal-margin 16 --sample-every 400 --ckpt-every 100)
 EDGE=(--temporal-noise 0 --w-edge 8 --w-edge-style kandinsky_composition_viii=30 --w-edge-style cartoon=100)
