@@ -60,7 +60,7 @@ def background_mask(img: torch.Tensor, tol: float = BACKGROUND_TOL, min_border_s
     """The flat background of a cut-out drawing, or None.
 
     A clip-art image whose transparency was flattened onto one colour (the cartoon set: white,
-    43–82 % of each image) teaches a style loss that half of every frame is that colour: the
+    41–81 % of each image) teaches a style loss that half of every frame is that colour: the
     first models turned photos into cut-outs on white. ``img`` is RGB float [3, H, W] in [0, 1].
     When at least ``min_border_share`` of the border pixels are within ``tol`` of their median
     colour, the background is every pixel within ``tol`` of it that is 8-connected to the border
@@ -78,6 +78,12 @@ def background_mask(img: torch.Tensor, tol: float = BACKGROUND_TOL, min_border_s
     if float(bg.mean()) < min_area:
         return None
     return torch.from_numpy(bg)
+
+
+def foreground_mask(img: torch.Tensor) -> torch.Tensor | None:
+    """float [1, H, W]: 1 on the drawing, 0 on ``img``'s flat background; None when it has none."""
+    bg = background_mask(img)
+    return None if bg is None else (~bg).float()[None]
 
 
 @dataclass
@@ -116,11 +122,7 @@ def load_style(path: Path, max_side: int, mask_background: bool = True) -> Style
     """One ``--style``: a painting or a folder of an artist's works; with ``mask_background``,
     flat backgrounds (``background_mask``) are left out of its targets."""
     images = [load_rgb(f, max_side) for f in list_images(path)]
-    masks: list[torch.Tensor | None] = []
-    for img in images:
-        bg = background_mask(img) if mask_background else None
-        masks.append(None if bg is None else (~bg).float()[None])
-    return StyleSet(style_name(path), images, masks)
+    return StyleSet(style_name(path), images, [foreground_mask(img) if mask_background else None for img in images])
 
 
 def load_styles(paths: list[Path], max_side: int, mask_background: bool = True) -> list[StyleSet]:

@@ -203,10 +203,9 @@ def foreground(img: U8) -> torch.Tensor | None:
     """float [1, h, w] mask of ``img``'s drawing when it has a flat background (a cut-out on
     white, ``training.data.background_mask``, at ``_rgb``'s size), else None: the style
     references' Grams are taken over it, as training's targets are."""
-    from training.data import background_mask
+    from training.data import foreground_mask
 
-    bg = background_mask(_rgb(img)[0])
-    return None if bg is None else (~bg).float()[None]
+    return foreground_mask(_rgb(img)[0])
 
 
 TEXTURE_LAYERS = ("relu3_3", "relu4_3")
@@ -296,7 +295,7 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         w = np.eye(engine.model.num_styles, dtype=np.float32)[i]
         refs = [cv2.imread(str(r), cv2.IMREAD_COLOR) for r in style_refs.get(name, [])]
         refs = [r for r in refs if r is not None]
-        masks = [foreground(r) if mask_background else None for r in refs]
+        masks = [foreground(r) if mask_background and vgg is not None else None for r in refs]
         targets = [grams(vgg, r, m) for r, m in zip(refs, masks, strict=True)] if vgg is not None else []
         textures = [texture_grams(vgg, r, m) for r, m in zip(refs, masks, strict=True)] if vgg is not None else []
         d: dict[str, list[float]] = {"in": [], "out": [], "tex_in": [], "tex_out": []}
