@@ -359,6 +359,8 @@ def cmd_train(a: argparse.Namespace) -> int:
             overrides["edge_style_weights"] = _name_weights(a.w_edge_style)
         if a.w_temporal_style:
             overrides["temporal_style_weights"] = _name_weights(a.w_temporal_style)
+        if a.cartoon_prior:
+            overrides["cartoon_prior_weights"] = _name_weights(a.cartoon_prior)
         if a.video:
             missing = [v for v in a.video if not Path(v).is_file()]
             if missing:
@@ -584,6 +586,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="this style's own edge-loss weight instead of --w-edge (repeat per style)")
     s.add_argument("--w-temporal-style", action="append", metavar="NAME=W",
                    help="this style's own temporal-loss weight instead of --w-temporal (repeat per style)")
+    s.add_argument("--cartoon-prior", action="append", metavar="NAME=W",
+                   help="pull this style towards a cartoon rendering of the photo (flattened, saturated, outlined; training.cartoon) with weight W (repeat per style)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")

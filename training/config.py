@@ -49,6 +49,7 @@ class TrainConfig:
     w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss), every style; 0 = off
     edge_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_edge
     temporal_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_temporal (needs w_temporal > 0)
+    cartoon_prior_weights: dict[str, float] = field(default_factory=dict)  # style name → weight of L1 to training.cartoon's rendering (losses.prior_loss); none = off
     videos: tuple[str, ...] = ()  # the user's clips: their frame pairs give a temporal loss on real (optical-flow) motion
     video_share: float = 0.5  # share of steps whose batch is frame pairs from ``videos`` instead of photos
     ema_decay: float = 0.995
@@ -69,7 +70,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
             raise ValueError(f"head_blur_taps must be 3 or 5, got {self.head_blur_taps}")
-        for table in ("edge_style_weights", "temporal_style_weights"):
+        for table in ("edge_style_weights", "temporal_style_weights", "cartoon_prior_weights"):
             for style, weight in getattr(self, table).items():
                 if weight < 0:
                     raise ValueError(f"{table}[{style!r}] must be ≥ 0, got {weight}")
@@ -89,6 +90,11 @@ class TrainConfig:
         """Each style's temporal-loss weight, as ``edge_weights`` (``temporal_style_weights``, else
         ``w_temporal``)."""
         return _per_style("temporal_style_weights", self.temporal_style_weights, self.w_temporal, style_names)
+
+    def prior_weights(self, style_names: list[str]) -> list[float]:
+        """Each style's cartoon-prior weight, in ``style_names``' order (``cartoon_prior_weights``,
+        else 0)."""
+        return _per_style("cartoon_prior_weights", self.cartoon_prior_weights, 0.0, style_names)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

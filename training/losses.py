@@ -121,7 +121,17 @@ def edge_loss(out: torch.Tensor, inp: torch.Tensor, sample_weights: torch.Tensor
     ``sample_weights`` [N], the mean over samples of each one's loss times its weight."""
     with torch.no_grad():
         target = soft_edges(inp)
-    per_sample = (soft_edges(out) - target).abs().mean(dim=(1, 2, 3))
+    return _sample_mean((soft_edges(out) - target).abs().mean(dim=(1, 2, 3)), sample_weights)
+
+
+def prior_loss(out: torch.Tensor, target: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean |out − target| of [N,3,H,W] images: the output pulled towards a fixed rendering of
+    the photo (``training.cartoon``). ``sample_weights`` [N] as in ``edge_loss``."""
+    return _sample_mean((out - target).abs().mean(dim=(1, 2, 3)), sample_weights)
+
+
+def _sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None) -> torch.Tensor:
+    """[N] per-sample losses → their mean, each times its weight when ``sample_weights`` [N] is given."""
     return per_sample.mean() if sample_weights is None else (per_sample * sample_weights).mean()
 
 
