@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from training import losses
-from training.cartoon import CartoonFilter, bilateral, cartoon, luma
+from training.cartoon import CartoonFilter, bilateral, cartoon
+from training.losses import luma
 
 
 def _bilateral_reference(x: torch.Tensor, r: int, ss: float, sc: float) -> torch.Tensor:
@@ -77,6 +78,17 @@ def test_prior_loss_and_its_per_style_weights() -> None:
         TrainConfig(content="c", styles=("a",), cartoon_prior_weights={"c": 1.0}).prior_weights(["a"])
     with pytest.raises(ValueError, match=r"cartoon_prior_weights\['b'\] must be ≥ 0"):
         TrainConfig(content="c", styles=("b",), cartoon_prior_weights={"b": -1.0})
+
+
+def test_a_misnamed_style_fails_before_any_run_directory(tmp_path: Path) -> None:
+    from training.config import TrainConfig
+    from training.train import train
+
+    cfg = TrainConfig(content=str(tmp_path), styles=(str(tmp_path / "a.jpg"),), out=str(tmp_path / "runs"), backbone="fake",
+                      device="cpu", cartoon_prior_weights={"nope": 5.0})
+    with pytest.raises(ValueError, match="no style named nope"):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()
 
 
 def test_training_with_a_cartoon_prior_on_one_style(tmp_path: Path) -> None:

@@ -98,6 +98,11 @@ LUMA_RGB = (0.299, 0.587, 0.114)
 """Rec. 601 luma weights, OpenCV's ``COLOR_BGR2GRAY``."""
 
 
+def luma(img: torch.Tensor) -> torch.Tensor:
+    """[N, 3, H, W] RGB → [N, 1, H, W] luma (``LUMA_RGB``)."""
+    return (img * torch.tensor(LUMA_RGB, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
+
+
 def soft_edges(img: torch.Tensor, sigma: float = 1.0, threshold: float = 100 / 255, softness: float = 20 / 255) -> torch.Tensor:
     """A differentiable Canny-like edge map [N,1,H,W] in (0, 1) of RGB images [N,3,H,W] in [0, 1].
 
@@ -107,8 +112,7 @@ def soft_edges(img: torch.Tensor, sigma: float = 1.0, threshold: float = 100 / 2
     (0–255) hysteresis thresholds ``stylecast evaluate``'s edge F1 uses, so gradients well
     below Canny's (faint strokes, texture) count for nothing and edges it would find count fully.
     """
-    luma = (img * torch.tensor(LUMA_RGB, dtype=img.dtype, device=img.device).view(1, 3, 1, 1)).sum(1, keepdim=True)
-    g = F.pad(gaussian_blur(luma, sigma), (1, 1, 1, 1), mode="replicate")
+    g = F.pad(gaussian_blur(luma(img), sigma), (1, 1, 1, 1), mode="replicate")
     sx = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]], dtype=img.dtype, device=img.device)
     k = torch.stack([sx, sx.t()]).unsqueeze(1)  # [2,1,3,3]: x and y derivatives
     grad = F.conv2d(g, k)
