@@ -27,7 +27,7 @@ from training import losses
 from training.backbone import build_backbone
 from training.cartoon import cartoon
 from training.config import TrainConfig
-from training.data import ContentSampler, StyleSet, load_styles
+from training.data import ContentSampler, StyleSet, load_styles, style_name
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
 from training.generator import Generator, GeneratorSpec, blend, init_weights
@@ -346,6 +346,9 @@ class Trainer:
 def train(cfg: TrainConfig) -> Path:
     """Run training; returns the final checkpoint's path. A resumed run continues in its own dir.
     Under torchrun, every rank trains (DDP) and rank 0 writes the run directory."""
+    names = [style_name(Path(s)) for s in cfg.styles]
+    for per_style in (cfg.edge_weights, cfg.temporal_weights, cfg.prior_weights):
+        per_style(names)  # a misnamed style in a per-style table: ValueError before any run directory is made
     world = init_world(cfg.device)
     try:
         run_dir: Path | None = None
