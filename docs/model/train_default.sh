@@ -12,6 +12,9 @@
 # Environment: TEACHER=GEN.pt distils from an existing teacher (e.g. the bundled model's,
 # docs/model/teacher/teacher.generator.pt) instead of training one; TEMPORAL=0 trains every
 # stage after the teacher without the temporal loss: the ablation in docs/QUALITY.md.
+# HALF_RES=N adds the ½-res decoder stage (N channels) from the student on, and HEAD_BLUR_TAPS=5
+# widens the ¼-res head's blur in the fine-tunes (variant HRS in docs/QUALITY.md; both unset for
+# the bundled model).
 set -euo pipefail
 
 OUT=${1:?usage: train_default.sh OUT_DIR}
@@ -22,6 +25,8 @@ case $TEMPORAL in
     0) W_STUDENT=0 W_FT=0 ;;
     *) echo "TEMPORAL must be 1 or 0, not '$TEMPORAL'" >&2; exit 2 ;;
 esac
+HALF_RES=${HALF_RES:-0}
+HEAD_BLUR_TAPS=${HEAD_BLUR_TAPS:-3}
 if [[ -n $TEACHER && ! -f $TEACHER ]]; then echo "TEACHER=$TEACHER: no such file" >&2; exit 2; fi
 DATA=${DATA:-../shared/data}
 ST="$DATA/styles"
@@ -30,7 +35,8 @@ STYLES=(--style "$ST/hokusai_great_wave.jpg" --style "$ST/kandinsky_composition_
         --style "$ST/van_gogh_night_cafe.jpg" --style "$ST/cartoon")
 # --no-mask-background: the bundled model was trained with the cartoon set's white backgrounds in its targets
 COMMON=(--content "$DATA/content" "${STYLES[@]}" --crop 160 --batch 4 --seed 0 --no-mask-background)
-FT=(--width 16 --blocks 3 --antialias --smooth-head --w-temporal "$W_FT" --temporal-blur 1.5
+ARCH=(--half-res "$HALF_RES")
+FT=(--width 16 --blocks 3 "${ARCH[@]}" --antialias --smooth-head --head-blur-taps "$HEAD_BLUR_TAPS" --w-temporal "$W_FT" --temporal-blur 1.5
     --temporal-margin 16 --sample-every 400 --ckpt-every 100)
 EDGE=(--temporal-noise 0 --w-edge 8 --w-edge-style kandinsky_composition_viii=30 --w-edge-style cartoon=100)
 mkdir -p "$OUT"
@@ -52,7 +58,7 @@ if [[ -z $TEACHER ]]; then
 fi
 
 # 2. student distilled from it: width 16, 3000 steps, temporal 20 (train_config_stage1.json)
-stage student "$BIN" train "${COMMON[@]}" --teacher "$TEACHER" --width 16 --blocks 3 \
+stage student "$BIN" train "${COMMON[@]}" --teacher "$TEACHER" --width 16 --blocks 3 "${ARCH[@]}" \
     --steps 3000 --w-temporal "$W_STUDENT" --sample-every 1000 --out "$OUT/student"
 
 # 3. stable-video fine-tune, resumed to 3800 (train_config_stage2.json)
