@@ -73,6 +73,8 @@ class GeneratorSpec:
     # where what aliases is at a 4 px period, which a σ = 1.5 px blur (the warp error's, and
     # roughly an eye's at viewing distance) cuts to 6 %. Its output is added to the head's; its
     # last conv starts at zero, so a trained model fine-tuned with it switched on starts as it was.
+    # Measured (docs/QUALITY.md, variant HRS): retrained with it, the losses filled it with finer
+    # texture, which flickered more, not with steadier strokes; no shipped model uses it.
     half_res: int = 0
 
     def __post_init__(self) -> None:
