@@ -77,3 +77,23 @@ def test_recipe_ablation_reuses_a_teacher_and_turns_off_every_temporal_loss(tmp_
         r = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "x")], cwd=ROOT, env={**env, **bad},
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 2 and ("TEMPORAL" in r.stderr or "no such file" in r.stderr), r.stderr
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_recipe_half_res_knobs_reach_every_stage_after_the_teacher(tmp_path: Path) -> None:
+    """HALF_RES/HEAD_BLUR_TAPS (variant HRS in docs/QUALITY.md): the ½-res stage from the student
+    on, the wider head blur in the three fine-tunes only; unset, the bundled model's recipe."""
+    fake = tmp_path / "stylecast"
+    fake.write_text(FAKE)
+    fake.chmod(0o755)
+    teacher = tmp_path / "teacher.generator.pt"
+    teacher.touch()
+    env = {**os.environ, "STYLECAST": str(fake), "DATA": str(tmp_path / "data"), "TEACHER": str(teacher)}
+    for knobs, half, taps in (({"HALF_RES": "16", "HEAD_BLUR_TAPS": "5"}, "16", "5"), ({}, "0", "3")):
+        log = tmp_path / f"calls{half}.log"
+        r = subprocess.run(["bash", str(SCRIPT), str(tmp_path / f"out{half}")], cwd=ROOT,
+                           env={**env, **knobs, "LOG": str(log)}, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        trains = [c for c in log.read_text().splitlines() if c.startswith("train")]
+        assert len(trains) == 4 and all(f"--half-res {half} " in c for c in trains), trains
+        assert "--head-blur-taps" not in trains[0] and all(f"--head-blur-taps {taps} " in c for c in trains[1:])

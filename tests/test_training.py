@@ -232,6 +232,38 @@ def test_edge_loss_weights_per_style() -> None:
     assert one > 0 and float(losses.edge_loss(y, x, torch.tensor([3.0, 7.0]))) == pytest.approx(3.0 * one / 2)
 
 
+def test_branch_temporal_term_reaches_the_branch_when_the_attention_is_shut(tmp_path: Path) -> None:
+    """The blend x + A·(g − x) hides the branch's flicker where A is 0, so the temporal loss on
+    the blend alone says nothing to g there; ``w_temporal_branch`` adds one on g itself."""
+    from tests.conftest import make_images
+    from training.config import TrainConfig
+    from training.train import Trainer, make_run_dir
+
+    content = make_images(tmp_path / "content", 2, (48, 48), 0)
+    a = make_images(tmp_path / "a", 1, (48, 48), 1)
+    x, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    theta = random_affine(2, 0.05, 2.0, 0.03)
+    for w_branch, reaches in ((0.0, False), (500.0, True)):
+        cfg = TrainConfig(content=str(content), styles=(str(a),), out=str(tmp_path / "runs"), batch=2, crop=32, style_size=48,
+                          width=8, blocks=1, backbone="fake", device="cpu", w_temporal=500.0, w_temporal_branch=w_branch, temporal_blur=1.5)
+        tr = Trainer(cfg, make_run_dir(tmp_path / f"r{w_branch}", "t"))
+        g, g2 = torch.rand(2, 3, 32, 32, requires_grad=True), torch.rand(2, 3, 32, 32, requires_grad=True)
+        shut = torch.zeros(2, 1, 32, 32)
+        terms = tr.temporal_terms(lambda t: warp(t, theta), blend(x, g, shut, 1.0), g, blend(x2, g2, shut, 1.0), g2, torch.tensor([0, 0]))
+        assert set(terms) == ({"temporal", "temporal_branch"} if reaches else {"temporal"})
+        sum(terms.values()).backward()
+        assert g.grad is not None and (float(g.grad.abs().sum()) > 0) == reaches
+        assert g2.grad is not None and (float(g2.grad.abs().sum()) > 0) == reaches
+        if reaches:  # the same loss, on g: zero when the branch moves with the scene
+            g_moved, valid = warp(g.detach(), theta)
+            still = tr.temporal_terms(lambda t: warp(t, theta), blend(x, g, shut, 1.0), g.detach(), blend(x2, g_moved, shut, 1.0), g_moved, torch.tensor([0, 0]))
+            assert float(still["temporal_branch"]) < 1e-6
+    with pytest.raises(ValueError, match="w_temporal_branch needs w_temporal > 0"):
+        TrainConfig(content="c", styles=("a",), w_temporal=0.0, w_temporal_branch=1.0)
+    with pytest.raises(ValueError, match="w_temporal_branch must be ≥ 0"):
+        TrainConfig(content="c", styles=("a",), w_temporal_branch=-1.0)
+
+
 def test_blurred_temporal_loss_sees_flicker_not_noise() -> None:
     torch.manual_seed(0)
     a = torch.rand(2, 3, 48, 48)

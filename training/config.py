@@ -43,6 +43,7 @@ class TrainConfig:
     w_attention: float = 0.2
     attention_mean: float = 0.7  # attention above this mean is penalised
     w_temporal: float = 2.0
+    w_temporal_branch: float = 0.0  # the temporal loss on the style branch's own output too (Trainer.temporal_terms; needs w_temporal > 0); 0 = off
     temporal_blur: float = 0.0  # σ (px) of the Gaussian the temporal difference is blurred with; 0 = none
     temporal_noise: float = 0.02  # std of the noise added to the warped second view (0–1 scale)
     temporal_margin: int = 0  # px of context around each crop that the second view is warped from; 0 = smeared border
@@ -65,7 +66,7 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_edge"):
+        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
@@ -78,6 +79,8 @@ class TrainConfig:
             raise ValueError(f"video_share must be in [0, 1], got {self.video_share}")
         if self.init and self.resume:
             raise ValueError("init and resume exclude each other: resume continues a run (its weights, discriminator and step), init starts a new one from trained weights")
+        if self.w_temporal_branch > 0 and self.w_temporal <= 0:
+            raise ValueError("w_temporal_branch needs w_temporal > 0 (the temporal loss is off)")
         if self.temporal_style_weights and self.w_temporal <= 0:
             raise ValueError("temporal_style_weights need w_temporal > 0 (the temporal loss is off)")
 

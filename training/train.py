@@ -229,9 +229,7 @@ class Trainer:
                 "attention": losses.attention_prior(a, cfg.attention_mean),
             }
             if self.w_temporal > 0:
-                y_warped, valid = move(y)
-                rel = None if self.temporal_rel is None else self.temporal_rel[idx]
-                terms["temporal"] = losses.temporal_loss(blend(xw, g_all[n:], a_all[n:], 1.0), y_warped, valid, cfg.temporal_blur, rel)
+                terms.update(self.temporal_terms(move, y, g, blend(xw, g_all[n:], a_all[n:], 1.0), g_all[n:], idx))
             if self.w_edge > 0:
                 terms["edge"] = losses.edge_loss(y, x, None if self.edge_rel is None else self.edge_rel[idx])
             if self.w_prior > 0:
@@ -242,7 +240,7 @@ class Trainer:
                     y_teacher = blend(x, tg, ta, 1.0)
                 terms["distill"] = losses.distill_loss(y, y_teacher, a, ta)
         weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
-                   "attention": cfg.w_attention, "temporal": self.w_temporal, "edge": self.w_edge, "distill": cfg.w_distill, "prior": self.w_prior}
+                   "attention": cfg.w_attention, "temporal": self.w_temporal, "temporal_branch": cfg.w_temporal_branch, "edge": self.w_edge, "distill": cfg.w_distill, "prior": self.w_prior}
         total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
@@ -250,6 +248,24 @@ class Trainer:
         st.d.requires_grad_(True)
         out = {k: float(v.detach()) for k, v in terms.items()}
         out["total"], out["attention_mean"] = float(total.detach()), float(a.detach().mean())
+        return out
+
+    def temporal_terms(self, move: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], y: torch.Tensor, g: torch.Tensor,
+                       y2: torch.Tensor, g2: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The temporal loss (``losses.temporal_loss``): the blended output ``y`` of the first view
+        [N,3,c,c], moved by ``move`` (``temporal_view``), against ``y2``, the second view's;
+        ``idx`` [N] style indices for the per-style weights. With ``w_temporal_branch`` > 0 also
+        the style branch's own outputs ``g`` against ``g2`` ("temporal_branch"). The blend
+        x + A·(g − x) passes only A of the branch's flicker, so on ``y`` alone the cheapest answer
+        is a smaller A wherever g flickers: fewer strokes, not steadier ones (docs/QUALITY.md,
+        "Where the flicker is")."""
+        cfg = self.cfg
+        rel = None if self.temporal_rel is None else self.temporal_rel[idx]
+        y_moved, valid = move(y)
+        out = {"temporal": losses.temporal_loss(y2, y_moved, valid, cfg.temporal_blur, rel)}
+        if cfg.w_temporal_branch > 0:
+            g_moved, valid_g = move(g)
+            out["temporal_branch"] = losses.temporal_loss(g2, g_moved, valid_g, cfg.temporal_blur, rel)
         return out
 
     def prior_term(self, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
