@@ -97,3 +97,8 @@ def test_recipe_half_res_knobs_reach_every_stage_after_the_teacher(tmp_path: Pat
         trains = [c for c in log.read_text().splitlines() if c.startswith("train")]
         assert len(trains) == 4 and all(f"--half-res {half} " in c for c in trains), trains
         assert "--head-blur-taps" not in trains[0] and all(f"--head-blur-taps {taps} " in c for c in trains[1:])
+    for bad in ({"HEAD_BLUR_TAPS": "4"}, {"HALF_RES": "-8"}, {"HALF_RES": "x"}):  # refused before any stage runs
+        log = tmp_path / "bad.log"
+        r = subprocess.run(["bash", str(SCRIPT), str(tmp_path / "bad")], cwd=ROOT, env={**env, **bad, "LOG": str(log)},
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and next(iter(bad)) in r.stderr and not log.exists(), r.stderr

@@ -256,7 +256,7 @@ def test_branch_temporal_term_reaches_the_branch_when_the_attention_is_shut(tmp_
         assert g2.grad is not None and (float(g2.grad.abs().sum()) > 0) == reaches
         if reaches:  # the same loss, on g: zero when the branch moves with the scene
             g_moved, valid = warp(g.detach(), theta)
-            still = tr.temporal_terms(lambda t: warp(t, theta), blend(x, g, shut, 1.0), g.detach(), blend(x2, g_moved, shut, 1.0), g_moved, torch.tensor([0, 0]))
+            still = tr.temporal_terms(lambda t: warp(t, theta), blend(x, g.detach(), shut, 1.0), g.detach(), blend(x2, g_moved, shut, 1.0), g_moved, torch.tensor([0, 0]))
             assert float(still["temporal_branch"]) < 1e-6
     with pytest.raises(ValueError, match="w_temporal_branch needs w_temporal > 0"):
         TrainConfig(content="c", styles=("a",), w_temporal=0.0, w_temporal_branch=1.0)

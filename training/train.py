@@ -255,17 +255,18 @@ class Trainer:
         """The temporal loss (``losses.temporal_loss``): the blended output ``y`` of the first view
         [N,3,c,c], moved by ``move`` (``temporal_view``), against ``y2``, the second view's;
         ``idx`` [N] style indices for the per-style weights. With ``w_temporal_branch`` > 0 also
-        the style branch's own outputs ``g`` against ``g2`` ("temporal_branch"). The blend
+        the style branch's own outputs ``g`` against ``g2`` ("temporal_branch", scaled per style
+        like the blend's term; y and g are moved together, in one warp). The blend
         x + A·(g − x) passes only A of the branch's flicker, so on ``y`` alone the cheapest answer
         is a smaller A wherever g flickers: fewer strokes, not steadier ones (docs/QUALITY.md,
         "Where the flicker is")."""
         cfg = self.cfg
         rel = None if self.temporal_rel is None else self.temporal_rel[idx]
-        y_moved, valid = move(y)
-        out = {"temporal": losses.temporal_loss(y2, y_moved, valid, cfg.temporal_blur, rel)}
-        if cfg.w_temporal_branch > 0:
-            g_moved, valid_g = move(g)
-            out["temporal_branch"] = losses.temporal_loss(g2, g_moved, valid_g, cfg.temporal_blur, rel)
+        branch = cfg.w_temporal_branch > 0
+        moved, valid = move(torch.cat([y, g], dim=1) if branch else y)
+        out = {"temporal": losses.temporal_loss(y2, moved[:, :3], valid, cfg.temporal_blur, rel)}
+        if branch:
+            out["temporal_branch"] = losses.temporal_loss(g2, moved[:, 3:], valid, cfg.temporal_blur, rel)
         return out
 
     def prior_term(self, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:

@@ -27,6 +27,9 @@ case $TEMPORAL in
 esac
 HALF_RES=${HALF_RES:-0}
 HEAD_BLUR_TAPS=${HEAD_BLUR_TAPS:-3}
+# checked here, not by the first stage that reads them: that is the stable-video one, half an hour in
+if [[ ! $HALF_RES =~ ^[0-9]+$ ]]; then echo "HALF_RES must be a channel count (0 for none), not '$HALF_RES'" >&2; exit 2; fi
+if [[ $HEAD_BLUR_TAPS != 3 && $HEAD_BLUR_TAPS != 5 ]]; then echo "HEAD_BLUR_TAPS must be 3 or 5, not '$HEAD_BLUR_TAPS'" >&2; exit 2; fi
 if [[ -n $TEACHER && ! -f $TEACHER ]]; then echo "TEACHER=$TEACHER: no such file" >&2; exit 2; fi
 DATA=${DATA:-../shared/data}
 ST="$DATA/styles"
