@@ -11,28 +11,28 @@ from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_
 from training.generator import Generator, GeneratorSpec
 
 
-def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False, head_taps: int = 3, alias_free: bool = False, smooth_body: bool = False, half_res: int = 0) -> Generator:
+def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False, head_taps: int = 3, alias_free: bool = False, smooth_body: bool = False, half_res: int = 0, stroke_mlp: int = 0) -> Generator:
     """Random weights everywhere (a fresh head is ~0 and would hide a wrong head rewrite);
     ``antialias`` turns on every anti-aliasing option of the spec, with a ``head_taps`` head blur;
     ``alias_free`` the filtered ⅛-res ReLUs, ``smooth_body`` the blur of the ⅛-res output,
-    ``half_res`` a ½-res stage of that many channels."""
+    ``half_res`` a ½-res stage of that many channels, ``stroke_mlp`` a stroke head of that many."""
     torch.manual_seed(seed)
-    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias, head_blur_taps=head_taps, alias_free=alias_free, smooth_body=smooth_body, half_res=half_res))
+    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias, head_blur_taps=head_taps, alias_free=alias_free, smooth_body=smooth_body, half_res=half_res, stroke_mlp=stroke_mlp))
     with torch.no_grad():
         for p in g.parameters():
             p.copy_(torch.randn_like(p) * 0.5)
     return g.eval()
 
 
-@pytest.mark.parametrize(("antialias", "head_taps", "alias_free", "smooth_body", "half_res"),
-                         [(False, 3, False, False, 0), (True, 3, False, False, 0), (True, 5, False, False, 0), (True, 3, True, False, 0), (True, 3, True, True, 0),
-                          (True, 3, True, False, 4)])
+@pytest.mark.parametrize(("antialias", "head_taps", "alias_free", "smooth_body", "half_res", "stroke_mlp"),
+                         [(False, 3, False, False, 0, 0), (True, 3, False, False, 0, 0), (True, 5, False, False, 0, 0), (True, 3, True, False, 0, 0), (True, 3, True, True, 0, 0),
+                          (True, 3, True, False, 4, 0), (True, 5, True, False, 0, 6), (False, 3, False, False, 0, 3)])
 @pytest.mark.parametrize("fuse", [True, False])
 @pytest.mark.parametrize(("n", "h", "w"), [(1, 16, 16), (2, 16, 40), (1, 48, 64), (1, 72, 96)])
-def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool, antialias: bool, head_taps: int, alias_free: bool, smooth_body: bool, half_res: int) -> None:
+def test_fast_generator_matches_the_generator(n: int, h: int, w: int, fuse: bool, antialias: bool, head_taps: int, alias_free: bool, smooth_body: bool, half_res: int, stroke_mlp: int) -> None:
     if smooth_body and h * w <= 16 * 16:
         pytest.skip("a 2×2 ⅛-res map blurs to nearly one value; the next instance norm then magnifies float rounding past the tolerance")
-    g = scrambled_generator(h * w, antialias=antialias, head_taps=head_taps, alias_free=alias_free, smooth_body=smooth_body, half_res=half_res)
+    g = scrambled_generator(h * w, antialias=antialias, head_taps=head_taps, alias_free=alias_free, smooth_body=smooth_body, half_res=half_res, stroke_mlp=stroke_mlp)
     x = torch.rand(n, 3, h, w)
     style = torch.softmax(torch.randn(n, 3), 1)
     with torch.no_grad():

@@ -458,10 +458,12 @@ def test_smooth_body_cuts_the_eighth_res_checkerboard_and_adds_no_weights() -> N
     torch.testing.assert_close(smooth.upsample_half(ramp)[interior], plain.upsample_half(ramp)[interior], atol=1e-5, rtol=0)
 
 
-def test_half_res_stage_grows_from_a_trained_generator_as_a_no_op(tmp_path: Path) -> None:
-    """``half_res``: a trained generator's weights load into one with the ½-res stage, which
-    starts at zero (same output) and, once its last conv moves, changes the output at ½-res
-    detail; it round-trips through ``save_generator``; and no other missing weight is allowed."""
+@pytest.mark.parametrize(("option", "channels", "last"), [("half_res", 4, "half_out"), ("stroke_mlp", 5, "stroke_out")])
+def test_grown_stage_starts_from_a_trained_generator_as_a_no_op(tmp_path: Path, option: str, channels: int, last: str) -> None:
+    """``half_res`` / ``stroke_mlp``: a trained generator's weights load into one with the ½-res
+    stage or the stroke head, which starts at zero (same output) and, once its last conv moves,
+    changes the output; it round-trips through ``save_generator``; and no other missing weight
+    is allowed."""
     from training.generator import init_weights
 
     torch.manual_seed(0)
@@ -469,25 +471,26 @@ def test_half_res_stage_grows_from_a_trained_generator_as_a_no_op(tmp_path: Path
     with torch.no_grad():
         for p in src.parameters():
             p.add_(torch.randn_like(p) * 0.1)
-    grown = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True, half_res=4)).eval()
+    grown = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True, **{option: channels})).eval()
     init_weights(grown, src)
     x, w = torch.rand(1, 3, 32, 48), torch.tensor([[0.3, 0.7]])
     with torch.no_grad():
         torch.testing.assert_close(grown(x, w)[0], src(x, w)[0])
-        assert grown.features(x, w)["half"].shape == (1, 4, 16, 24)
-        grown.half_out.weight.normal_(std=0.1)
+        if option == "half_res":
+            assert grown.features(x, w)["half"].shape == (1, 4, 16, 24)
+        getattr(grown, last).weight.normal_(std=0.1)
         assert float((grown(x, w)[0] - src(x, w)[0]).abs().max()) > 1e-3
     save_generator(grown, ["a", "b"], tmp_path / "g.generator.pt")
     back, _, _ = load_generator(tmp_path / "g.generator.pt")
-    assert back.spec.half_res == 4
+    assert getattr(back.spec, option) == channels
     with torch.no_grad():
         torch.testing.assert_close(back(x, w)[0], grown(x, w)[0])
     with pytest.raises(RuntimeError, match="unexpected"):  # a model with the stage into one without
         init_weights(src, grown)
-    with pytest.raises(RuntimeError, match="missing"):  # only the ½-res stage may be missing
+    with pytest.raises(RuntimeError, match="missing"):  # only the grown stage may be missing
         init_weights(Generator(GeneratorSpec(num_styles=2, width=8, blocks=2, antialias=True)), src)
     with pytest.raises(ValueError, match="channel count"):
-        GeneratorSpec(num_styles=1, half_res=-1)
+        GeneratorSpec(num_styles=1, **{option: -1})
 
 
 def test_init_starts_from_a_trained_generator(tiny_run: Path, tmp_path: Path) -> None:

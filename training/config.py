@@ -32,6 +32,7 @@ class TrainConfig:
     alias_free_quarter: bool = False  # the ¼-res ReLUs too (GeneratorSpec.alias_free_quarter)
     smooth_body: bool = False  # blur the ⅛-res features before upsampling (GeneratorSpec.smooth_body)
     half_res: int = 0  # channels of the ½-res decoder stage, 0 for none (GeneratorSpec.half_res)
+    stroke_mlp: int = 0  # hidden channels of the full-resolution pointwise stroke head, 0 for none (GeneratorSpec.stroke_mlp)
     smooth_head: bool = False  # blur the ¼-res head channels before the 4× upsampling (GeneratorSpec)
     head_blur_taps: int = 3  # 3 or 5: that blur's size (GeneratorSpec)
     lr_g: float = 3e-3

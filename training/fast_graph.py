@@ -22,7 +22,9 @@ the straightforward ``FramePipeline``:
    upsampled map both equal the edge row of the ¼-res map).
 The part of the head conv that sees the frame itself stays one small 3-channel full-res conv.
 The ½-res stage (``GeneratorSpec.half_res``), when there is one, is kept as it is: a conv at ½ res
-to 4 channels and one bilinear 2× of those, added to the head.
+to 4 channels and one bilinear 2× of those, added to the head; so is the stroke head
+(``GeneratorSpec.stroke_mlp``: three 1×1 convs, one bilinear 4×), with its frame-facing input
+channels and its output rows in BGR order.
 4. **Style affine inside the norm** (optional, FP32 graph only): conditional instance norm's
    mixed γ/β become ``InstanceNormalization``'s scale and bias.
 5. **Colour delta without logs.** ``sigmoid(logit(x) + d)`` is ``x / (x + (1 − x)·e^(−d))``: the
@@ -36,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from training.export import to_u8_nhwc
-from training.generator import HEAD_CHANNELS, LOGIT_EPS, Generator, blend, upsample2
+from training.generator import HEAD_CHANNELS, LOGIT_EPS, Generator, blend, stroke_head, upsample2
 from training.layers import CondInstanceNorm, ConvNormAct
 
 BLOCK = 4
@@ -142,6 +144,13 @@ class FastGenerator(nn.Module):
             if g.spec.half_res:  # the ½-res stage's outputs in BGR order too
                 self.half_w = nn.Parameter(g.half_out.weight[_HEAD_ROWS].clone(), requires_grad=False)
                 self.half_b = nn.Parameter(g.half_out.bias[_HEAD_ROWS].clone(), requires_grad=False)
+            if g.spec.stroke_mlp:  # the stroke head sees the BGR frame and writes BGR rows
+                k = g.spec.stroke_mlp
+                self.stroke_x = nn.Conv2d(3, k, 1, bias=False).requires_grad_(False)
+                self.stroke_x.weight.copy_(g.stroke_x.weight[:, _BGR])
+                self.stroke_out = nn.Conv2d(k, 4, 1).requires_grad_(False)
+                self.stroke_out.weight.copy_(g.stroke_out.weight[_HEAD_ROWS])
+                self.stroke_out.bias.copy_(g.stroke_out.bias[_HEAD_ROWS])
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.g
@@ -152,9 +161,11 @@ class FastGenerator(nn.Module):
         for block in g.res:
             h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w, f), w, f)
         h = conv_norm_act(g.dec1, g.upsample_half(h), w, f) + skip
-        z = replicate_pad1(g.head_blur(g.squeeze(h)))
-        head = F.pixel_shuffle(F.conv2d(z, self.phase_w), BLOCK)
+        z = g.head_blur(g.squeeze(h))
+        head = F.pixel_shuffle(F.conv2d(replicate_pad1(z), self.phase_w), BLOCK)
         head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
+        if g.spec.stroke_mlp:
+            head = head + stroke_head(z, x, g.stroke_z, self.stroke_x, self.stroke_out)
         if g.spec.half_res:
             hh = conv_norm_act(g.half_in, upsample2(h), w, f)
             head = head + upsample2(F.conv2d(F.pad(hh, (1, 1, 1, 1), mode="reflect"), self.half_w, self.half_b))

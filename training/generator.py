@@ -76,12 +76,24 @@ class GeneratorSpec:
     # Measured (docs/QUALITY.md, variant HRS): retrained with it, the losses filled it with finer
     # texture, which flickered more, not with steadier strokes; no shipped model uses it.
     half_res: int = 0
+    # Hidden channels of a full-resolution pointwise stroke head (0: none). Everything the head
+    # draws is otherwise a linear function of features on the ¼-res grid, so a sharp stroke has to
+    # be sharp there, above that grid's Nyquist rate, where it flickers under 1–3 px moves. This
+    # head makes sharp edges where the grid cannot: a ReLU of smooth fields (the ¼-res head
+    # channels, bilinearly upsampled) plus the frame's own pixel, 1×1 convs only, so its output
+    # moves with the scene to the sub-pixel as its inputs do (the alias-free recipe: make high
+    # frequencies at the output's sampling rate). ``stroke_z`` (¼ res, 12 → k) runs before the
+    # upsampling, which it commutes with; ``stroke_x`` (3 → k) sees the frame; ``stroke_out``
+    # (k → the head's 4 outputs) starts at zero, so a trained model grows it as a no-op.
+    stroke_mlp: int = 0
 
     def __post_init__(self) -> None:
         if self.head_blur_taps not in HEAD_BLUR_KERNELS:
             raise ValueError(f"head_blur_taps must be one of {sorted(HEAD_BLUR_KERNELS)}, got {self.head_blur_taps}")
         if self.half_res < 0:
             raise ValueError(f"half_res is a channel count (0 for none), got {self.half_res}")
+        if self.stroke_mlp < 0:
+            raise ValueError(f"stroke_mlp is a channel count (0 for none), got {self.stroke_mlp}")
 
     def to_dict(self) -> dict[str, int | bool]:
         return asdict(self)
@@ -99,6 +111,21 @@ def _logit(x: torch.Tensor, eps: float = LOGIT_EPS) -> torch.Tensor:
 def upsample2(h: torch.Tensor) -> torch.Tensor:
     """Bilinear 2× (``align_corners=False``): [N, C, H, W] → [N, C, 2H, 2W]."""
     return F.interpolate(h, scale_factor=2.0, mode="bilinear", align_corners=False)
+
+
+def upsample4(h: torch.Tensor) -> torch.Tensor:
+    """Bilinear 4× (``align_corners=False``): [N, C, H, W] → [N, C, 4H, 4W]."""
+    return F.interpolate(h, scale_factor=4.0, mode="bilinear", align_corners=False)
+
+
+def stroke_head(z: torch.Tensor, x: torch.Tensor, z_conv: nn.Conv2d, x_conv: nn.Conv2d, out_conv: nn.Conv2d) -> torch.Tensor:
+    """``GeneratorSpec.stroke_mlp``'s head: ``out(relu(upsample4(z_conv(z)) + x_conv(x)))``.
+
+    z: [N, 12, h, w] ¼-res head channels (after their blur); x: [N, 3, 4h, 4w] the frame in
+    [0, 1] (the channel order ``x_conv`` was made for); the three convs are 1×1. Returns
+    [N, 4, 4h, 4w], added to the head's colour deltas and attention logit. The 1×1 ``z_conv``
+    runs at ¼ res: it commutes with bilinear upsampling, whose weights sum to 1."""
+    return out_conv(F.relu(upsample4(z_conv(z)) + x_conv(x)))
 
 
 class Generator(nn.Module):
@@ -129,6 +156,12 @@ class Generator(nn.Module):
             self.half_out = nn.Conv2d(spec.half_res, 4, 3, 1, 1, padding_mode="reflect")
             nn.init.zeros_(self.half_out.weight)
             nn.init.zeros_(self.half_out.bias)
+        if spec.stroke_mlp:
+            self.stroke_z = nn.Conv2d(HEAD_CHANNELS, spec.stroke_mlp, 1)
+            self.stroke_x = nn.Conv2d(3, spec.stroke_mlp, 1, bias=False)
+            self.stroke_out = nn.Conv2d(spec.stroke_mlp, 4, 1)
+            nn.init.zeros_(self.stroke_out.weight)
+            nn.init.zeros_(self.stroke_out.bias)
 
     def features(self, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's activation, for the interpretability tools and FP16 range checks."""
@@ -143,8 +176,10 @@ class Generator(nn.Module):
             out[f"res{i}"] = h
         h = self.dec1(self.upsample_half(h), w) + skip
         out["dec1"] = h
-        up = F.interpolate(self.head_blur(self.squeeze(h)), scale_factor=4.0, mode="bilinear", align_corners=False)
-        head = self.head(torch.cat([up, x], dim=1))
+        z = self.head_blur(self.squeeze(h))
+        head = self.head(torch.cat([upsample4(z), x], dim=1))
+        if self.spec.stroke_mlp:
+            head = head + stroke_head(z, x, self.stroke_z, self.stroke_x, self.stroke_out)
         if self.spec.half_res:
             out["half"] = self.half_in(upsample2(h), w)
             head = head + upsample2(self.half_out(out["half"]))
@@ -166,9 +201,9 @@ class Generator(nn.Module):
         return stylised, attention
 
 
-GROWN_PREFIXES = ("half_in.", "half_out.")
+GROWN_PREFIXES = ("half_in.", "half_out.", "stroke_z.", "stroke_x.", "stroke_out.")
 """Parameters of stages a trained generator may lack and be fine-tuned with: they start as a
-no-op (``half_out`` at zero), so the function is the trained one's until training moves them."""
+no-op (``half_out`` and ``stroke_out`` at zero), so the function is the trained one's until training moves them."""
 
 
 def init_weights(g: Generator, src: Generator) -> None:

@@ -107,7 +107,7 @@ class Trainer:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
+        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res, stroke_mlp=cfg.stroke_mlp, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
         g = Generator(spec).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
@@ -130,7 +130,7 @@ class Trainer:
         try:
             init_weights(self.state.g, src)
         except RuntimeError as e:  # a different width / blocks
-            raise ValueError(f"--init {path} does not fit this run's generator (width {self.cfg.width}, blocks {self.cfg.blocks}, half_res {self.cfg.half_res}): {e}") from e
+            raise ValueError(f"--init {path} does not fit this run's generator (width {self.cfg.width}, blocks {self.cfg.blocks}, half_res {self.cfg.half_res}, stroke_mlp {self.cfg.stroke_mlp}): {e}") from e
         init_weights(self.state.g_ema, src)
         log.info("generator initialised from %s", path)
 
