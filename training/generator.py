@@ -85,6 +85,8 @@ class GeneratorSpec:
     # frequencies at the output's sampling rate). ``stroke_z`` (¼ res, 12 → k) runs before the
     # upsampling, which it commutes with; ``stroke_x`` (3 → k) sees the frame; ``stroke_out``
     # (k → the head's 4 outputs) starts at zero, so a trained model grows it as a no-op.
+    # Measured (docs/QUALITY.md, variant S8, k = 8): 1.23× the time; fine-tuned in, the losses
+    # drew finer texture with it, which flickered 3–9 % more on the paintings; no shipped model uses it.
     stroke_mlp: int = 0
 
     def __post_init__(self) -> None:
