@@ -51,6 +51,8 @@ def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     assert out.returncode == 2 and "temporal_margin must be ≥ 0" in out.stderr
     out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-edge", "-1", "--dry-run")
     assert out.returncode == 2 and "w_edge must be ≥ 0" in out.stderr
+    out = _cli("train", "--content", "x", "--style", "a.jpg", "--stroke-mlp", "-1", "--out", str(tmp_path / "runs"))  # not a dry run
+    assert out.returncode == 2 and "stroke_mlp must be ≥ 0" in out.stderr and not (tmp_path / "runs").exists()
     out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-edge-style", "a.jpg=3", "--dry-run")
     assert out.returncode == 0 and '"a.jpg": 3.0' in out.stdout, out.stderr
     out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-edge-style", "a.jpg", "--dry-run")

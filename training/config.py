@@ -67,7 +67,8 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge"):
+        # Channel counts too (GeneratorSpec checks them again, but only once the run directory exists).
+        for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge", "half_res", "stroke_mlp"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
