@@ -289,9 +289,9 @@ class Pipeline:
         sock = self.ctx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, controls.MAX_REQUEST_BYTES * 4)
-        if self.curve is not None:
-            self.curve.apply(sock)
         try:
+            if self.curve is not None:
+                self.curve.apply(sock)
             sock.bind(self.cfg.control)
         except zmq.ZMQError as e:
             sock.close(0)
@@ -302,7 +302,8 @@ class Pipeline:
                 self.heartbeats.beat("control")
                 refused.check()
                 if sock.poll(100):
-                    sock.send(self.handle_request(sock.recv()))
+                    # every part is read before the reply: REP refuses to send with parts unread
+                    sock.send(self.handle_parts(sock.recv_multipart()))
         finally:
             refused.close()
             sock.close(0)
@@ -342,6 +343,13 @@ class Pipeline:
         if not ok:
             raise ControlError(f"cannot write snapshot {path}")
         return path.resolve()
+
+    def handle_parts(self, parts: list[bytes]) -> bytes:
+        """The reply to one received message of ``parts`` (a request is exactly one part)."""
+        if len(parts) != 1:
+            self.stats.count("control_errors")
+            return controls.reply_error(f"a request is one message part, got {len(parts)}")
+        return self.handle_request(parts[0])
 
     def handle_request(self, raw: bytes) -> bytes:
         """One reply for one request; never raises for a bad request."""

@@ -138,6 +138,17 @@ def test_control_socket_survives_a_raw_peer(daemon: tuple[subprocess.Popen[str],
         d.send_multipart([b"no-delimiter", b"x" * 100_000])
         d.close(0)
         assert request(ctl, {"cmd": "status"}, timeout=5)["ok"] is True
+        # a REQ sending two parts gets an error reply (REP refused to answer with a part unread,
+        # which stopped the daemon), and the next request is served as usual
+        r = ctx.socket(zmq.REQ)
+        r.setsockopt(zmq.LINGER, 0)
+        r.connect(ctl)
+        r.send_multipart([b'{"cmd": "status"}', b""])
+        assert r.poll(5000), "no reply to a two-part request"
+        reply = json.loads(r.recv())
+        r.close(0)
+        assert reply["ok"] is False and "one message part, got 2" in reply["error"]
+        assert request(ctl, {"cmd": "status"}, timeout=5)["ok"] is True
         assert proc.poll() is None
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=10) == 0
