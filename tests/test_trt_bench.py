@@ -12,6 +12,7 @@ import pytest
 from streamer.bench import BENCH_SIZES, format_sizes_table, parse_sizes, run_bench_sizes
 from streamer.config import ConfigError, ServeConfig, validate
 from streamer.daemon import resolve_backend
+from tests.trt_fakes import install, make_pycuda, make_tensorrt
 
 
 def test_auto_without_a_usable_tensorrt_picks_onnxruntime_and_says_why(tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -19,6 +20,19 @@ def test_auto_without_a_usable_tensorrt_picks_onnxruntime_and_says_why(tiny_mode
     name, options = resolve_backend(ServeConfig(model=str(tiny_model)))
     assert name == "onnxruntime" and options["provider"] == "auto"
     assert any("backend auto → onnxruntime" in r.message and "tensorrt not used:" in r.message for r in caplog.records)
+
+
+def test_auto_falls_back_to_onnxruntime_for_a_size_outside_the_profile(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    """With TensorRT usable, ``auto`` must not pick an engine whose profile rejects every frame of
+    the configured size (``backend = "tensorrt"`` is refused by ``validate`` for it)."""
+    install(monkeypatch, make_tensorrt([]), make_pycuda([]))
+    caplog.set_level(logging.INFO, "streamer.daemon")
+    base = {"model": str(tiny_model), "trt_profile": "16x16:64x48:128x96", "engine_cache": str(tmp_path)}
+    assert resolve_backend(validate(ServeConfig(width=128, height=96, **base)))[0] == "tensorrt"
+    name, options = resolve_backend(validate(ServeConfig(width=256, height=144, **base)))
+    assert name == "onnxruntime" and options["provider"] == "auto"
+    assert any("tensorrt not used: 256x144 is outside trt_profile 16x16:64x48:128x96" in r.message for r in caplog.records)
 
 
 def test_tensorrt_options_come_from_the_config(tiny_model: Path) -> None:
