@@ -63,11 +63,15 @@ class Subscriber:
             s.setsockopt(zmq.CONFLATE, 1)
         else:
             s.setsockopt(zmq.RCVHWM, 8)
-        for t in self.topics:
-            s.setsockopt(zmq.SUBSCRIBE, t.encode())
-        if self.curve is not None:
-            self.curve.apply(s)
-        s.connect(self.endpoint)
+        try:
+            for t in self.topics:
+                s.setsockopt(zmq.SUBSCRIBE, t.encode())
+            if self.curve is not None:
+                self.curve.apply(s)
+            s.connect(self.endpoint)
+        except BaseException:
+            s.close(0)
+            raise
         self._sock = s
         return self
 
@@ -123,9 +127,9 @@ def request(endpoint: str, req: dict[str, Any] | bytes, timeout: float = 2.0, ct
     c = ctx or zmq.Context.instance()
     s = c.socket(zmq.REQ)
     s.setsockopt(zmq.LINGER, 0)
-    if curve is not None:
-        curve.apply(s)
     try:
+        if curve is not None:
+            curve.apply(s)
         s.connect(endpoint)
         s.send(req if isinstance(req, bytes) else json.dumps(req).encode())
         if not s.poll(int(timeout * 1000)):

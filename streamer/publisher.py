@@ -32,9 +32,9 @@ def bind_pub(ctx: zmq.Context[Any], endpoint: str, what: str, curve: ServerKeys 
     sock.setsockopt(zmq.SNDHWM, 4)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
-    if curve is not None:
-        curve.apply(sock)
     try:
+        if curve is not None:
+            curve.apply(sock)
         sock.bind(endpoint)
     except zmq.ZMQError as e:
         sock.close(0)

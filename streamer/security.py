@@ -23,6 +23,7 @@ from typing import Any, Self
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+from zmq.utils import z85
 
 log = logging.getLogger(__name__)
 
@@ -84,9 +85,22 @@ def _load(path: str | Path, field: str) -> tuple[bytes, bytes | None]:
         public, secret = zmq.auth.load_certificate(p)
     except (OSError, ValueError) as e:
         raise CurveKeyError(f"{field}: cannot read certificate {p}: {e}") from e
-    if public is None or len(public) != 40:
+    if public is None or not is_z85_key(public):
         raise CurveKeyError(f"{field}: {p} holds no valid public key")
+    if secret is not None and not is_z85_key(secret):
+        raise CurveKeyError(f"{field}: {p} holds a malformed secret key (a CURVE key is 40 Z85 characters)")
     return public, secret
+
+
+def is_z85_key(key: bytes) -> bool:
+    """Whether ``key`` is a CURVE key as ZeroMQ takes it: 40 Z85 characters, 32 bytes decoded.
+    libzmq refuses anything else with a bare EINVAL when the socket option is set."""
+    if len(key) != 40:
+        return False
+    try:
+        return len(z85.decode(key)) == 32
+    except (ValueError, KeyError):  # KeyError: a byte outside the Z85 alphabet
+        return False
 
 
 def check_clients_dir(path: str | Path, field: str = "curve_clients_dir") -> list[Path]:

@@ -43,6 +43,14 @@ def _server_key(tmp: Path) -> str:
     return str(create_keypair(tmp / "keys", "server")[1])
 
 
+def _truncated_secret(tmp: Path) -> str:
+    """A server .key_secret whose secret key is cut short: libzmq refused it with a bare EINVAL
+    when the socket option was set, after the daemon had started."""
+    p = Path(_server_key(tmp))
+    p.write_text(re.sub(r'secret-key = "[^"]+"', 'secret-key = "x"', p.read_text()))
+    return str(p)
+
+
 # (id, TOML body given tmp dir and a busy port, field the message starts with, words in the message)
 CASES: list[tuple[str, Callable[[Path, int], str], str, str]] = [
     ("unknown key", lambda t, p: "stregth = 0.5", "stregth", "unknown key in .*did you mean 'strength'"),
@@ -57,6 +65,7 @@ CASES: list[tuple[str, Callable[[Path, int], str], str, str]] = [
     ("key dir missing", lambda t, p: f'curve_server_key = "{_server_key(t)}"\ncurve_clients_dir = "{t}/nope"', "curve_clients_dir", "not a directory"),
     ("key dir unreadable key", lambda t, p: f'curve_server_key = "{_server_key(t)}"\ncurve_clients_dir = "{_bad_key_dir(t)}"', "curve_clients_dir", "cannot read certificate"),
     ("public key as secret", lambda t, p: f'curve_server_key = "{_server_key(t)[:-len("_secret")]}"\ncurve_clients_dir = "{t}"', "curve_server_key", "holds no secret key"),
+    ("truncated secret key", lambda t, p: f'curve_server_key = "{_truncated_secret(t)}"\ncurve_clients_dir = "{t}/keys"', "curve_server_key", "malformed secret key"),
     ("non-loopback control", lambda t, p: 'control = "tcp://0.0.0.0:5556"', "control", "only served beyond loopback with CURVE"),
     ("port in use", lambda t, p: f'publish = "tcp://127.0.0.1:{p}"', "publish", r"127\.0\.0\.1:\d+ is already in use"),
     ("metrics port in use", lambda t, p: f'metrics = "127.0.0.1:{p}"', "metrics", "already in use"),
