@@ -103,6 +103,17 @@ def is_loopback(endpoint: str) -> bool:
         return False
 
 
+def _check_source(source: str) -> None:
+    """The source's form only (what ``parse_source`` reads); whether it opens is the capture
+    thread's business, which retries a source that is away."""
+    from streamer.sources import SourceError, parse_source
+
+    try:
+        parse_source(source)
+    except SourceError as e:
+        raise ConfigError(f"source: {e}") from e
+
+
 def _check_trt(cfg: ServeConfig) -> None:
     from engines.trt_manifest import ProfileError, parse_profile, round_up
 
@@ -172,6 +183,7 @@ def validate(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"source_timeout: expected 0.1–120 s, got {cfg.source_timeout}")
     if cfg.max_frames < 0:
         raise ConfigError(f"max_frames: expected >= 0, got {cfg.max_frames}")
+    _check_source(cfg.source)
     _check_trt(cfg)
     _check_endpoint("publish", cfg.publish)
     _check_endpoint("control", cfg.control)

@@ -24,7 +24,7 @@ def cfg(tiny_model: Path) -> ServeConfig:
         ({"jpeg_quality": 0}, "jpeg_quality"), ({"backend": "cuda"}, "backend"), ({"publish": "http://x"}, "publish"),
         ({"publish": "tcp://127.0.0.1:70000"}, "publish"), ({"control": "tcp://0.0.0.0:5556"}, "control"),
         ({"control": "tcp://127.0.0.1:5555"}, "control"), ({"model": "/nonexistent.onnx"}, "model"), ({"max_frames": -1}, "max_frames"),
-        ({"stabilise": 1.0}, "stabilise"), ({"stabilise": -0.1}, "stabilise"),
+        ({"stabilise": 1.0}, "stabilise"), ({"stabilise": -0.1}, "stabilise"), ({"source": ""}, "source"), ({"source": "  "}, "source"),
     ],
 )
 def test_bad_values_name_the_field(cfg: ServeConfig, change: dict, field: str) -> None:  # type: ignore[type-arg]
