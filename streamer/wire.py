@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -111,20 +112,47 @@ def _reject_constant(name: str) -> float:
 
 
 def decode_frame(msg: bytes) -> tuple[str, FrameHeader, npt.NDArray[np.uint8]]:
-    """Topic, header and image [H,W,C] uint8 of a frame message (JPEG decoded with OpenCV)."""
+    """Topic, header and image [H,W,3] uint8 of a frame message (JPEG decoded with OpenCV)."""
     topic, hd, payload = split(msg)
     try:
-        shape = tuple(int(v) for v in hd["shape"])
+        shape = hd["shape"]
+        if not isinstance(shape, list) or len(shape) != 3 or not all(_is_int(v) and v > 0 for v in shape) or shape[2] != 3:
+            raise ValueError(f"shape must be [H, W, 3] with positive integer sizes, got {shape!r}")
+        style = hd["style"]
+        if not isinstance(style, dict) or not all(isinstance(k, str) and _is_number(v) for k, v in style.items()):
+            raise ValueError(f"style must map names to finite numbers, got {style!r}")
         header = FrameHeader(
-            seq=int(hd["seq"]), t_capture=float(hd["t_capture"]), t_publish=float(hd["t_publish"]),
-            shape=(shape[0], shape[1], shape[2]), encoding=hd["encoding"], style=dict(hd["style"]),
-            strength=float(hd["strength"]), dtype=str(hd["dtype"]), color=str(hd["color"]),
+            seq=_field(hd, "seq", _is_int), t_capture=float(_field(hd, "t_capture", _is_number)),
+            t_publish=float(_field(hd, "t_publish", _is_number)), shape=(shape[0], shape[1], shape[2]),
+            encoding=_field(hd, "encoding", _is_str), style={k: float(v) for k, v in style.items()},
+            strength=float(_field(hd, "strength", _is_number)), dtype=_field(hd, "dtype", _is_str), color=_field(hd, "color", _is_str),
         )
-    except (KeyError, TypeError, ValueError, IndexError) as e:
+    except (KeyError, ValueError) as e:
         raise WireError(f"{topic}: bad frame header {hd!r}: {e}") from e
-    if header.dtype != "uint8" or len(shape) != 3 or min(shape) <= 0:
-        raise WireError(f"{topic}: expected uint8 [H,W,C] with positive sizes, got {header.dtype} {list(shape)}")
+    if header.dtype != "uint8" or header.color != "bgr":
+        raise WireError(f"{topic}: expected uint8 bgr pixels, got {header.dtype} {header.color}")
     return topic, header, _decode_image(topic, header, payload)
+
+
+def _is_int(v: object) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: object) -> bool:
+    """A finite JSON number: ``1e400`` parses to inf, which ``int()`` would raise OverflowError on."""
+    return (_is_int(v) or isinstance(v, float)) and math.isfinite(v)  # type: ignore[arg-type]
+
+
+def _is_str(v: object) -> bool:
+    return isinstance(v, str)
+
+
+def _field(hd: dict[str, Any], name: str, ok: Callable[[object], bool]) -> Any:
+    """``hd[name]`` if ``ok`` accepts it; KeyError if missing, ValueError if mistyped."""
+    v = hd[name]
+    if not ok(v):
+        raise ValueError(f"{name} has the wrong type or value: {v!r}")
+    return v
 
 
 def _decode_image(topic: str, h: FrameHeader, payload: memoryview) -> npt.NDArray[np.uint8]:

@@ -78,8 +78,33 @@ def test_decoder_rejects_payload_size_mismatch_and_bad_fields() -> None:
         wire.decode_frame(_raw_msg({**h, "encoding": "png"}, b"\x00" * 12))
     with pytest.raises(wire.WireError, match="bad frame header"):
         wire.decode_frame(_raw_msg({k: v for k, v in h.items() if k != "seq"}, b"\x00" * 12))
-    with pytest.raises(wire.WireError, match="positive sizes"):
+    with pytest.raises(wire.WireError, match="positive integer sizes"):
         wire.decode_frame(_raw_msg({**h, "shape": [0, 2, 3]}))
+
+
+H = {"v": 1, "kind": "frame", "seq": 1, "t_capture": 0, "t_publish": 0, "shape": [2, 2, 3], "dtype": "uint8", "color": "bgr",
+     "encoding": "raw", "style": {"a": 1}, "strength": 1}
+
+
+@pytest.mark.parametrize("change", [
+    {"seq": "1e400"},  # replaced by the bare number below: JSON's 1e400 is inf, and int(inf) raised OverflowError
+    {"seq": 1.5}, {"seq": True}, {"seq": "7"}, {"t_capture": "now"}, {"strength": None},
+    {"shape": [2, 2, 1]}, {"shape": [1, 1, 12]}, {"shape": "223"}, {"shape": [2, 2]}, {"shape": [2, 2.0, 3]}, {"shape": [True, 2, 3]},
+    {"style": ["a"]}, {"style": {"a": "x"}}, {"encoding": 3}, {"color": "rgb"}, {"dtype": "float32"},
+], ids=lambda c: ",".join(f"{k}={v!r}" for k, v in c.items()))
+def test_decoder_rejects_mistyped_fields(change: dict) -> None:  # type: ignore[type-arg]
+    """Every mistyped field is a WireError: anything else escaped Subscriber.recv and killed the viewer."""
+    msg = _raw_msg({**H, **change}, b"\x00" * 12)
+    if change == {"seq": "1e400"}:
+        msg = msg.replace(b'"1e400"', b"1e400  ")  # same length: the header length stays right
+    with pytest.raises(wire.WireError):
+        wire.decode_frame(msg)
+
+
+def test_decoder_takes_a_valid_header_of_ints_and_floats() -> None:
+    topic, h, img = wire.decode_frame(_raw_msg({**H, "t_capture": 1.5, "strength": 0.5}, bytes(range(12))))
+    assert (h.seq, h.t_capture, h.strength, h.style, h.shape) == (1, 1.5, 0.5, {"a": 1.0}, (2, 2, 3))
+    assert img.shape == (2, 2, 3) and img[1, 1, 2] == 11
 
 
 def test_encoder_refuses_non_finite() -> None:
