@@ -41,10 +41,10 @@ def load_model_info(onnx_path: Path) -> ModelInfo:
         raise ModelError(f"model file not found: {onnx_path}")
     side = sidecar_path(onnx_path)
     try:
-        raw = json.loads(side.read_text())
+        raw = json.loads(side.read_text(encoding="utf-8"))
     except FileNotFoundError as e:
         raise ModelError(f"model sidecar not found: {side} (written by 'stylecast export')") from e
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         raise ModelError(f"model sidecar {side} is unreadable: {e}") from e
     if not isinstance(raw, dict) or raw.get("format") != MODEL_FORMAT:
         raise ModelError(f"{side}: 'format' must be {MODEL_FORMAT!r}")

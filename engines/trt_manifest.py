@@ -170,10 +170,10 @@ def _norm(v: Any) -> Any:
 def read_manifest(path: Path) -> tuple[dict[str, Any] | None, str]:
     """``(manifest, "")``, or ``(None, reason)`` when missing or unreadable (never raises)."""
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None, f"no manifest at {path}"
-    except (OSError, json.JSONDecodeError) as e:
+    except (OSError, ValueError, RecursionError) as e:  # ValueError: bad JSON or bytes that are not UTF-8
         return None, f"manifest {path} is unreadable: {e}"
     if not isinstance(data, dict):
         return None, f"manifest {path} is not a JSON object"

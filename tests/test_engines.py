@@ -65,9 +65,10 @@ def test_model_info_errors(tiny_model: Path, tmp_path: Path) -> None:
         lone.with_suffix(".json").write_text(json.dumps({**side, **patch}))
         with pytest.raises(engines.ModelError, match=match):
             engines.load_model_info(lone)
-    lone.with_suffix(".json").write_text("{not json")
-    with pytest.raises(engines.ModelError, match="unreadable"):
-        engines.load_model_info(lone)
+    for junk in (b"{not json", b"\xff\xfe{", b"[" * 100_000):  # bad JSON, not UTF-8 (was a bare UnicodeDecodeError), too deep
+        lone.with_suffix(".json").write_bytes(junk)
+        with pytest.raises(engines.ModelError, match="unreadable"):
+            engines.load_model_info(lone)
 
 
 def test_corrupt_onnx_is_a_model_error(tiny_model: Path, tmp_path: Path) -> None:

@@ -88,6 +88,9 @@ def test_unreadable_manifests_are_reasons_not_crashes(tmp_path: Path) -> None:
     assert read_manifest(tmp_path / "missing.json")[1].startswith("no manifest")
     (tmp_path / "bad.json").write_text("{not json")
     assert "unreadable" in read_manifest(tmp_path / "bad.json")[1]
+    for junk in (b"\xff\xfe{", b"[" * 100_000):  # not UTF-8 (raised UnicodeDecodeError), too deep
+        (tmp_path / "junk.json").write_bytes(junk)
+        assert "unreadable" in read_manifest(tmp_path / "junk.json")[1]
     (tmp_path / "list.json").write_text("[]")
     assert "not a JSON object" in read_manifest(tmp_path / "list.json")[1]
 
