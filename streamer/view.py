@@ -7,8 +7,12 @@ import time
 from pathlib import Path
 
 import cv2
+import numpy as np
+import numpy.typing as npt
 
 from streamer.client import Subscriber
+
+U8 = npt.NDArray[np.uint8]
 
 log = logging.getLogger(__name__)
 
@@ -17,12 +21,25 @@ class ViewError(RuntimeError):
     """No window available, output unwritable, or the stream did not arrive."""
 
 
+def fit(img: U8, size: tuple[int, int]) -> U8:
+    """``img`` [H,W,3] uint8 scaled to fit ``size`` (W, H) with its aspect kept, centred on black:
+    a new array of that size."""
+    w, h = size
+    s = min(w / img.shape[1], h / img.shape[0])
+    nw, nh = max(1, round(img.shape[1] * s)), max(1, round(img.shape[0] * s))
+    out = np.zeros((h, w, 3), np.uint8)
+    x, y = (w - nw) // 2, (h - nh) // 2
+    out[y : y + nh, x : x + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    return out
+
+
 def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: float) -> int:
     """Show (or write to ``out``) frames of ``topic``; stop after ``frames`` (0 = until closed /
-    interrupted). Returns the number of frames shown or written. Raises ViewError if no frame
-    arrives within ``timeout`` seconds."""
+    interrupted). Returns the number of frames shown or written. The file keeps its first frame's
+    size: later frames of another size (``ctl mode side_by_side``) are fitted into it (``fit``).
+    Raises ViewError if no frame arrives within ``timeout`` seconds."""
     writer: cv2.VideoWriter | None = None
-    n, t_first = 0, 0.0
+    n, t_first, size, refitted = 0, 0.0, (0, 0), False
     with Subscriber(endpoint, topics=[topic + "\x00"], conflate=True) as sub:
         try:
             while frames == 0 or n < frames:
@@ -39,7 +56,14 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
                         if not writer.isOpened():
                             raise ViewError(f"cannot write video {out} (use .mp4 or .avi)")
                         t_first = time.monotonic()
-                    writer.write(img)
+                        size = (img.shape[1], img.shape[0])
+                    if (img.shape[1], img.shape[0]) != size:
+                        if not refitted:
+                            log.warning("frames changed size from %dx%d to %dx%d (e.g. 'ctl mode side_by_side'); "
+                                        "fitting them into the file's %dx%d", *size, img.shape[1], img.shape[0], *size)
+                            refitted = True
+                        img = fit(img, size)
+                    writer.write(img)  # a frame of another size would be dropped by VideoWriter without a word
                 else:
                     try:
                         cv2.imshow(f"stylecast {topic}", img)
