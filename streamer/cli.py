@@ -165,6 +165,7 @@ def cmd_relay(a: argparse.Namespace) -> int:
 
 # -- view / ctl -------------------------------------------------------------------------
 def cmd_view(a: argparse.Namespace) -> int:
+    from streamer.config import ConfigError, parse_host_port
     from streamer.view import view
     from streamer.wire import TOPIC_OVERLAY, TOPIC_STYLISED
 
@@ -172,15 +173,29 @@ def cmd_view(a: argparse.Namespace) -> int:
     if a.http:
         from streamer.http_view import serve_http
 
-        host, _, port = a.http.rpartition(":")
+        try:  # ":8080" means loopback
+            host, port = parse_host_port(a.http if not a.http.startswith(":") else "127.0.0.1" + a.http)
+        except ValueError as e:
+            raise ConfigError(f"--http: {e}") from e
         stop = threading.Event()
         set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
-        print(f"stylecast: viewer on http://{host or '127.0.0.1'}:{port}/ (MJPEG at /stream.mjpg)", file=sys.stderr, flush=True)
-        serve_http(host or "127.0.0.1", int(port), a.endpoint, a.control, topic, stop)
+        print(f"stylecast: viewer on http://{host}:{port}/ (MJPEG at /stream.mjpg)", file=sys.stderr, flush=True)
+        serve_http(host, port, a.endpoint, a.control, topic, stop)
         return EXIT_OK
     n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout)
     print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
     return EXIT_OK
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite time > 0 s (0 or less polled ZeroMQ forever)."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
+    if not 0 < v < 1e6:
+        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    return v
 
 
 def _parse_mix(text: str) -> str | dict[str, float]:
@@ -496,14 +511,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--topic", choices=["stylised", "overlay"], default="stylised")
     s.add_argument("--out", help="write frames to this .mp4 (mp4v) or .avi (MJPG) instead of a window")
     s.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = until closed)")
-    s.add_argument("--timeout", type=float, default=10.0, help="give up if no frame arrives for this many s")
+    s.add_argument("--timeout", type=_positive_seconds, default=10.0, help="give up if no frame arrives for this many s")
     s.add_argument("--http", help="serve the stream as MJPEG + a control page on HOST:PORT (e.g. 127.0.0.1:8080)")
     s.add_argument("--control", default="tcp://127.0.0.1:5556", help="control endpoint the --http page talks to")
     s.set_defaults(func=cmd_view)
 
     s = sub.add_parser("ctl", help="send a control request")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
-    s.add_argument("--timeout", type=float, default=3.0)
+    s.add_argument("--timeout", type=_positive_seconds, default=3.0, help="give up if no reply comes within this many s")
     s.add_argument("--server-key", help="CURVE: the daemon's public NAME.key")
     s.add_argument("--client-key", help="CURVE: this client's NAME.key_secret (its NAME.key is in the daemon's curve_clients_dir)")
     s.add_argument("action", choices=["status", "style", "strength", "overlay", "mode", "grading", "stabilise", "snapshot"])

@@ -53,3 +53,17 @@ def test_the_cli_refuses_a_bad_value_with_exit_2_before_connecting() -> None:
     assert out.returncode == 2, out.stderr
     assert "stabilise" in out.stderr and "'abc'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["ctl", "--timeout", "-1", "status"], "--timeout"),  # a negative poll timeout waited forever
+    (["ctl", "--timeout", "0", "status"], "--timeout"),
+    (["ctl", "--timeout", "nan", "status"], "--timeout"),
+    (["view", "--timeout", "-1"], "--timeout"),
+    (["view", "--http", "127.0.0.1:99999"], "--http"),  # was an OverflowError traceback
+    (["view", "--http", "127.0.0.1:http"], "--http"),
+])
+def test_bad_timeouts_and_http_addresses_exit_2_before_connecting(args: list[str], named: str) -> None:
+    out = subprocess.run([sys.executable, "-m", "streamer", *args], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2, out.stderr
+    assert named in out.stderr and "Traceback" not in out.stderr
