@@ -46,7 +46,11 @@ class Counters:
 
 
 class Subscriber:
-    """SUB socket on ``endpoint``; open/use/close on one thread, or use ``with``."""
+    """SUB socket on ``endpoint``; open/use/close on one thread, or use ``with``.
+
+    ``conflate``: keep only the newest message (ZMQ_CONFLATE), for display. Off, every frame comes
+    in order, and a reader slower than the stream falls behind by what the queues hold (~30 raw
+    640×360 frames: docs/WIRE.md)."""
 
     def __init__(self, endpoint: str, topics: list[str] | None = None, conflate: bool = False, late_ms: float = 500.0, ctx: zmq.Context[Any] | None = None,
                  curve: ClientKeys | None = None) -> None:
