@@ -261,8 +261,9 @@ def cmd_stylize(a: argparse.Namespace) -> int:
     import engines
     from streamer.config import default_model_path
     from streamer.controls import resolve_style
-    from streamer.offline import stylize_file
+    from streamer.offline import check_stylize_paths, stylize_file
 
+    check_stylize_paths(Path(a.input), Path(a.output), Path(a.attention) if a.attention else None)  # before the engine loads
     model = Path(a.model) if a.model else default_model_path()
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
         styles = eng.model.styles
@@ -651,12 +652,13 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging(a.log_level)
     from engines import EngineError, ModelError
     from streamer.config import ConfigError
+    from streamer.outputs import OutputError
     from streamer.stabilise import StabiliseError
 
     try:
         code: int = a.func(a)
         return code
-    except (ConfigError, ModelError, ControlError, StabiliseError) as e:
+    except (ConfigError, ModelError, ControlError, StabiliseError, OutputError) as e:
         print(f"stylecast: error: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except KeyboardInterrupt:

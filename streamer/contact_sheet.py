@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from engines import BaseEngine
+from streamer.outputs import IMAGE_SUFFIXES, OutputError, atomic_output, check_output
 
 U8 = npt.NDArray[np.uint8]
 
@@ -35,6 +36,9 @@ def _cell(img: U8, width: int, height: int) -> U8:
 def contact_sheet(engine: BaseEngine, photos: list[Path], out: Path, cell: tuple[int, int] = (320, 184), attention: bool = False) -> U8:
     """Write and return the sheet [rows·h + header, cols·w, 3] uint8 BGR. With ``attention``, each
     style column is followed by its attention map."""
+    check_output(out, IMAGE_SUFFIXES, "--out", photos)
+    if min(cell) < 16:
+        raise OutputError(f"cell size: each side at least 16 px, got {cell[0]}x{cell[1]}")
     styles = engine.model.styles
     header = np.full((28, cell[0] * (1 + len(styles) * (2 if attention else 1)), 3), 255, np.uint8)
     titles = ["input"] + [t for s in styles for t in ((s, f"{s} attention") if attention else (s,))]
@@ -56,6 +60,11 @@ def contact_sheet(engine: BaseEngine, photos: list[Path], out: Path, cell: tuple
                 cells.append(cast(U8, cv2.applyColorMap(res.attention, cv2.COLORMAP_TURBO)))
         rows.append(np.hstack(cells))
     sheet = np.vstack(rows)
-    if not cv2.imwrite(str(out), sheet):
-        raise ContactSheetError(f"cannot write {out}")
+    with atomic_output(out) as tmp:
+        try:
+            ok = cv2.imwrite(str(tmp), sheet)
+        except cv2.error as e:
+            raise ContactSheetError(f"cannot write {out}: {e}") from e
+        if not ok:
+            raise ContactSheetError(f"cannot write {out}")
     return sheet

@@ -9,16 +9,26 @@ import cv2
 import numpy as np
 
 from engines import BaseEngine
+from streamer.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, atomic_output, check_output
 from streamer.sources import normalise_frame
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig, Stabiliser
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
-
-
 class OfflineError(RuntimeError):
     """Input unreadable or output unwritable."""
+
+
+def check_stylize_paths(src: Path, dst: Path, attention_out: Path | None = None) -> None:
+    """OutputError (a usage error) unless ``dst`` (and ``attention_out``) can be written for
+    ``src``: an image for an image, .mp4/.avi for a video, the attention map only for an image,
+    and no output the same file as the input or as each other."""
+    image = src.suffix.lower() in IMAGE_SUFFIXES
+    check_output(dst, IMAGE_SUFFIXES if image else VIDEO_SUFFIXES, "output", [src])
+    if attention_out is not None:
+        if not image:
+            raise OutputError(f"--attention: the attention map is written for an image input, not for the video {src}")
+        check_output(attention_out, IMAGE_SUFFIXES, "--attention", [src, dst])
 
 
 def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float], strength: float, attention_out: Path | None = None,
@@ -27,8 +37,11 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
 
     Video frames go through the daemon's stabiliser at history weight ``stabilise`` (0 = off;
     ``StabiliseError`` when out of range). Videos are written with OpenCV's mp4v (``.mp4``) or
-    MJPG (``.avi``) codec: this OpenCV build cannot encode H.264.
+    MJPG (``.avi``) codec: this OpenCV build cannot encode H.264. Paths are checked first
+    (``check_stylize_paths``), and each output replaces ``dst`` only once it is complete, so an
+    interrupted or failed run leaves an existing ``dst`` as it was.
     """
+    check_stylize_paths(src, dst, attention_out)
     w = np.asarray(weights, np.float32)
     stabiliser = Stabiliser(StabiliseConfig(history=stabilise))
     if src.suffix.lower() in IMAGE_SUFFIXES:
@@ -36,36 +49,46 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
         if img is None:
             raise OfflineError(f"cannot read image {src}")
         res = engine.infer(normalise_frame(img), w, strength)
-        if not cv2.imwrite(str(dst), res.output):
-            raise OfflineError(f"cannot write {dst}")
+        _write_image(dst, res.output)
         if attention_out is not None:
-            cv2.imwrite(str(attention_out), res.attention)
+            _write_image(attention_out, res.attention)
         return 1
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
         raise OfflineError(f"cannot open video {src}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    writer: cv2.VideoWriter | None = None
     n = 0
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            frame = normalise_frame(frame)
-            res = engine.infer(frame, w, strength)
-            out = stabiliser(frame, res.output, res.attention)[0]
-            if writer is None:
-                fourcc = cv2.VideoWriter.fourcc(*("MJPG" if dst.suffix.lower() == ".avi" else "mp4v"))
-                writer = cv2.VideoWriter(str(dst), fourcc, fps, (out.shape[1], out.shape[0]))
-                if not writer.isOpened():
-                    raise OfflineError(f"cannot write video {dst} (use .mp4 or .avi)")
-            writer.write(out)
-            n += 1
-    finally:
-        cap.release()
-        if writer is not None:
-            writer.release()
-    if n == 0:
-        raise OfflineError(f"no frames could be read from {src}")
+    with atomic_output(dst) as tmp:
+        writer: cv2.VideoWriter | None = None
+        try:
+            while True:
+                ok, frame = cap.read()
+                if not ok:
+                    break
+                frame = normalise_frame(frame)
+                res = engine.infer(frame, w, strength)
+                out = stabiliser(frame, res.output, res.attention)[0]
+                if writer is None:
+                    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if dst.suffix.lower() == ".avi" else "mp4v"))
+                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (out.shape[1], out.shape[0]))
+                    if not writer.isOpened():
+                        raise OfflineError(f"cannot write video {dst}")
+                writer.write(out)
+                n += 1
+        finally:
+            cap.release()
+            if writer is not None:
+                writer.release()
+        if n == 0:
+            raise OfflineError(f"no frames could be read from {src}")
     return n
+
+
+def _write_image(path: Path, img: np.ndarray) -> None:
+    with atomic_output(path) as tmp:
+        try:
+            ok = cv2.imwrite(str(tmp), img)
+        except cv2.error as e:
+            raise OfflineError(f"cannot write {path}: {e}") from e
+        if not ok:
+            raise OfflineError(f"cannot write {path}")

@@ -66,6 +66,14 @@ def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()
     out = _cli("export", str(tmp_path / "nope.pt"), str(tmp_path / "m2.onnx"))
     assert out.returncode == 1 and "cannot load generator" in out.stderr
+    # an output that is the checkpoint (it was overwritten with the ONNX), or not .onnx (the sidecar
+    # then overwrote the model): exit 2, the checkpoint intact
+    ck = tmp_path / "ck.pt"
+    ck.write_bytes(Path(tiny_run).read_bytes())
+    for dst, words in ((ck, "must end in one of .onnx"), (tmp_path / "model.json", "must end in one of .onnx")):
+        out = _cli("export", str(ck), str(dst))
+        assert out.returncode == 2 and words in out.stderr, out.stderr
+    assert ck.read_bytes() == Path(tiny_run).read_bytes() and not (tmp_path / "model.json").exists()
 
 
 def test_contact_sheet(tiny_model: Path, tmp_path: Path) -> None:
@@ -80,3 +88,53 @@ def test_contact_sheet(tiny_model: Path, tmp_path: Path) -> None:
     assert sheet.shape == (28 + 2 * 48, 64 * (1 + 2 * 2), 3)  # header + 2 rows; input + 2 styles × (output, attention)
     out = _cli("contact-sheet", str(tmp_path / "missing.png"), "--out", str(tmp_path / "s2.png"), "--model", str(tiny_model))
     assert out.returncode == 1 and "cannot read image" in out.stderr
+
+
+def test_stylize_refuses_outputs_it_cannot_or_must_not_write(tiny_model: Path, tmp_path: Path) -> None:
+    """Checked before the engine loads, exit 2, nothing touched: the output is the input (that
+    clobbered the clip: 4.3 MB to 44 KB), a suffix no writer takes, a video to an image file,
+    and --attention for a video (it was silently ignored)."""
+    clip = write_clip(tmp_path / "clip.avi", n=4)
+    before = clip.read_bytes()
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
+    cases = [
+        ([str(clip), str(clip)], "is also an input"),
+        ([str(clip), str(tmp_path / "v.png")], "must end in one of .avi, .mp4"),
+        ([str(img), str(tmp_path / "o.xyz")], "must end in one of"),
+        ([str(img), str(tmp_path / "o.png"), "--attention", str(tmp_path / "o.png")], "is also an input"),
+        ([str(clip), str(tmp_path / "o.mp4"), "--attention", str(tmp_path / "a.png")], "written for an image input"),
+    ]
+    for args, words in cases:
+        out = _cli("stylize", *args, "--model", str(tiny_model))
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+    assert clip.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.avi", "in.png"]
+
+
+def test_an_output_is_replaced_only_when_complete(tmp_path: Path) -> None:
+    from streamer.outputs import atomic_output
+
+    dst = tmp_path / "keep.mp4"
+    dst.write_bytes(b"the old video")
+    try:
+        with atomic_output(dst) as tmp:
+            tmp.write_bytes(b"half of a new one")
+            raise KeyboardInterrupt  # Ctrl-C mid-video left 47 of 150 frames, SIGTERM an unreadable file
+    except KeyboardInterrupt:
+        pass
+    assert dst.read_bytes() == b"the old video" and [p.name for p in tmp_path.iterdir()] == ["keep.mp4"]
+    with atomic_output(dst) as tmp:
+        tmp.write_bytes(b"new")
+    assert dst.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["keep.mp4"]
+
+
+def test_contact_sheet_refuses_bad_outputs_and_cells(tiny_model: Path, tmp_path: Path) -> None:
+    p = tmp_path / "p.png"
+    cv2.imwrite(str(p), np.zeros((40, 40, 3), np.uint8))
+    for args, words in (([str(p), "--out", str(tmp_path / "s.xyz")], "must end in one of"),
+                        ([str(p), "--out", str(p)], "is also an input"),
+                        ([str(p), "--out", str(tmp_path / "s.png"), "--cell-height", "0"], "at least 16 px")):
+        out = _cli("contact-sheet", *args, "--model", str(tiny_model))
+        assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
+    assert [x.name for x in tmp_path.iterdir()] == ["p.png"]

@@ -121,7 +121,13 @@ def save_generator(g: Generator, styles: list[str], path: Path, config: dict[str
 
 def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path:
     """Write ``out`` (.onnx), its sidecar ``out.with_suffix('.json')``, the generator weights
-    ``*.generator.pt`` and the mixed-precision ``*.fp16.onnx`` (TensorRT's source); returns the ONNX path."""
+    ``*.generator.pt`` and the mixed-precision ``*.fp16.onnx`` (TensorRT's source); returns the ONNX path.
+    OutputError (exit 2) first if ``out`` is not a .onnx path, or it or its sidecar is ``checkpoint``
+    (``export ckpt.pt ckpt.pt`` overwrote the checkpoint with the ONNX)."""
+    from streamer.outputs import check_output
+
+    check_output(out, {".onnx"}, "output", [checkpoint])
+    check_output(out.with_suffix(".json"), {".json"}, "output's sidecar", [checkpoint])
     g, styles, config = load_generator(checkpoint, use_ema)
     export_onnx(g, out, len(styles))
     meta = sidecar(out, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
