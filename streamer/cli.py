@@ -366,7 +366,7 @@ def _name_weights(items: list[str]) -> dict[str, float]:
 def cmd_train(a: argparse.Namespace) -> int:
     from streamer.config import ConfigError
     from training.config import TrainConfig
-    from training.train import train
+    from training.train import PreflightError, train
 
     overrides = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)} and v is not None}
     overrides["styles"] = tuple(a.style)
@@ -383,18 +383,15 @@ def cmd_train(a: argparse.Namespace) -> int:
                 raise ValueError(f"--video: no such file {', '.join(missing)}")
             overrides["videos"] = tuple(a.video)
         cfg = TrainConfig(**overrides)
-        if not a.dry_run:
-            from training.data import style_name
-
-            names = [style_name(Path(p)) for p in cfg.styles]  # per-style names checked before any work
-            cfg.edge_weights(names)
-            cfg.temporal_weights(names)
     except ValueError as e:
         raise ConfigError(f"train: {e}") from e
     if a.dry_run:
         print(cfg.to_json())
         return EXIT_OK
-    ckpt = train(cfg)
+    try:
+        ckpt = train(cfg)
+    except PreflightError as e:
+        raise ConfigError(f"train: {e}") from e
     print(f"checkpoint: {ckpt}")
     return EXIT_OK
 

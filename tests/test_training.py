@@ -511,3 +511,53 @@ def test_init_starts_from_a_trained_generator(tiny_run: Path, tmp_path: Path) ->
         Trainer(replace(cfg, styles=tuple(reversed(cfg.styles))), make_run_dir(tmp_path / "runs", "x"))
     with pytest.raises(ValueError, match="does not fit"):
         Trainer(replace(cfg, width=4), make_run_dir(tmp_path / "runs", "y"))
+
+
+def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Path, tmp_path: Path) -> None:
+    """Each of these made an empty numbered run (or, resumed, rewrote its config.json) and then
+    failed with exit 1, or in the resume case relabelled the trained weights with other styles."""
+    from dataclasses import replace
+
+    from tests.conftest import make_images
+    from training.config import TrainConfig
+    from training.train import PreflightError, preflight, train
+
+    root = tiny_run.parents[2]  # the tiny fixture's folder: content/, style_a/, style_b.png, runs/
+    base = TrainConfig(content=str(root / "content"), styles=(str(root / "style_a"), str(root / "style_b.png")), out=str(tmp_path / "runs"),
+                       steps=6, batch=2, crop=32, style_size=64, width=8, blocks=1, backbone="fake", device="cpu")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notimg.png").write_text("not an image")
+    other = make_images(tmp_path / "other_style", 1, (64, 64), 3)
+    run = tmp_path / "resumed"
+    run.mkdir()
+    (run / "checkpoint.pt").write_bytes(tiny_run.read_bytes())
+    (run / "config.json").write_text("the run's own config")
+    cases = [
+        ({"content": str(tmp_path / "nope")}, "does not exist"),
+        ({"content": str(tmp_path / "empty")}, "no images"),
+        ({"styles": (str(tmp_path / "notimg.png"),)}, "cannot read image"),
+        ({"styles": (str(root / "style_b.png"), str(root / "style_b.png"))}, "unique"),
+        ({"styles": (str(other), str(root / "style_b.png")), "resume": str(run)}, "trained styles"),
+        ({"width": 16, "resume": str(run)}, "differs in width"),
+        ({"styles": (str(other), str(root / "style_b.png")), "teacher": str(tiny_run)}, "has styles"),
+        ({"edge_style_weights": {"nope": 1.0}}, "nope"),
+    ]
+    for change, words in cases:
+        cfg = replace(base, **change)
+        with pytest.raises(PreflightError, match=words):
+            train(cfg)
+    assert not (tmp_path / "runs").exists()
+    assert (run / "config.json").read_text() == "the run's own config"
+    preflight(replace(base, resume=str(run)))  # the same styles and generator: fine
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"steps": -5}, "steps must be ≥ 1"), ({"batch": 0}, "batch must be ≥ 1"), ({"sample_every": 0}, "sample_every"),
+    ({"crop": 0}, "crop must be a multiple of 8"), ({"crop": 100}, "multiple of 8"), ({"lr_g": -1.0}, "lr_g must be > 0"),
+    ({"style_size": 16}, "style_size must be ≥ crop"),
+])
+def test_config_refuses_numbers_that_fail_later(change: dict, words: str) -> None:  # type: ignore[type-arg]
+    from training.config import TrainConfig
+
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(content="c", styles=("s",), **change)

@@ -67,6 +67,16 @@ class TrainConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name in ("steps", "batch", "sample_every", "ckpt_every"):
+            if getattr(self, name) < 1:  # steps ≤ 0 "finished" with a checkpoint path that was never written
+                raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
+        if self.crop < 32 or self.crop % 8:
+            raise ValueError(f"crop must be a multiple of 8, ≥ 32 px (the generator works at ⅛ resolution), got {self.crop}")
+        if self.style_size < self.crop:
+            raise ValueError(f"style_size must be ≥ crop ({self.crop}): the discriminator's painting crops come from it, got {self.style_size}")
+        for name in ("lr_g", "lr_d"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         # Channel counts too (GeneratorSpec checks them again, but only once the run directory exists).
         for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge", "half_res", "stroke_mlp"):
             if getattr(self, name) < 0:

@@ -107,8 +107,7 @@ class Trainer:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        spec = GeneratorSpec(num_styles=len(self.styles), width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free, alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res, stroke_mlp=cfg.stroke_mlp, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
-        g = Generator(spec).to(self.device)
+        g = Generator(generator_spec(cfg, len(self.styles))).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
             g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d,
@@ -360,12 +359,67 @@ class Trainer:
         return self.run_dir / "checkpoint.pt"
 
 
+def generator_spec(cfg: TrainConfig, num_styles: int) -> GeneratorSpec:
+    """The generator a run of ``cfg`` trains."""
+    return GeneratorSpec(num_styles=num_styles, width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free,
+                         alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res,
+                         stroke_mlp=cfg.stroke_mlp, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
+
+
+class PreflightError(ValueError):
+    """A run's inputs are unusable (the CLI exits 2); found before its run directory is made or
+    a resumed run's config.json is rewritten."""
+
+
+def preflight(cfg: TrainConfig) -> None:
+    """Check what ``train`` would otherwise fail on only after making (or rewriting) the run
+    directory: the content folder and each style hold readable images, style names are unique,
+    the per-style tables name real styles, and a ``resume`` checkpoint, ``teacher`` or ``init``
+    has this run's styles (a resume also its generator: resuming with other styles relabelled
+    the trained weights). Raises PreflightError naming the input."""
+    from training.data import DataError, list_images
+    from training.export import ExportError, load_generator
+
+    try:
+        for folder in [Path(cfg.content), *(Path(p) for p in cfg.styles)]:
+            for f in list_images(folder):
+                if cv2.imread(str(f), cv2.IMREAD_REDUCED_COLOR_8) is None:  # decodes at ⅛ size: a cheap check
+                    raise DataError(f"cannot read image {f}")
+        names = [style_name(Path(p)) for p in cfg.styles]
+        if len(set(names)) != len(names):
+            raise DataError(f"style names must be unique, got {names}")
+        for per_style in (cfg.edge_weights, cfg.temporal_weights, cfg.prior_weights):
+            per_style(names)
+        if cfg.resume:
+            p = Path(cfg.resume)
+            ck_path = p / "checkpoint.pt" if p.is_dir() else p
+            try:
+                ck = torch.load(ck_path, map_location="cpu", weights_only=False)
+                ck_styles, ck_spec = list(ck["styles"]), GeneratorSpec(**ck["spec"]).to_dict()  # options added since: their defaults
+            except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError) as e:
+                raise DataError(f"resume: cannot read checkpoint {ck_path}: {e}") from e
+            if ck_styles != names:
+                raise DataError(f"resume: {ck_path} trained styles {ck_styles}; this run names {names} (same names, same order)")
+            want = generator_spec(cfg, len(names)).to_dict()
+            differ = sorted(k for k in want if want[k] != ck_spec[k])
+            if differ:
+                raise DataError(f"resume: {ck_path}'s generator differs in {', '.join(f'{k} ({ck_spec[k]!r}, here {want[k]!r})' for k in differ)}; "
+                                "resume with its options, or start a new run with --init")
+        for role, path in (("teacher", cfg.teacher), ("--init", cfg.init)):
+            if path:
+                _, theirs, _ = load_generator(Path(path))
+                if theirs != names:
+                    raise DataError(f"{role} {path} has styles {theirs}; this run trains {names} (same names, same order)")
+    except (DataError, ExportError) as e:
+        raise PreflightError(str(e)) from e
+    except ValueError as e:  # a per-style table naming no style
+        raise PreflightError(str(e)) from e
+
+
 def train(cfg: TrainConfig) -> Path:
     """Run training; returns the final checkpoint's path. A resumed run continues in its own dir.
     Under torchrun, every rank trains (DDP) and rank 0 writes the run directory."""
-    names = [style_name(Path(s)) for s in cfg.styles]
-    for per_style in (cfg.edge_weights, cfg.temporal_weights, cfg.prior_weights):
-        per_style(names)  # a misnamed style in a per-style table: ValueError before any run directory is made
+    preflight(cfg)  # before any run directory is made or a resumed run's config.json rewritten
     world = init_world(cfg.device)
     try:
         run_dir: Path | None = None
