@@ -187,14 +187,34 @@ def cmd_view(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _positive_seconds(text: str) -> float:
-    """argparse type: a finite time > 0 s (0 or less polled ZeroMQ forever)."""
+def _seconds(text: str, zero_ok: bool) -> float:
     try:
         v = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not 0 < v < 1e6:
-        raise argparse.ArgumentTypeError(f"expected seconds > 0, got {text!r}")
+    if not ((0 <= v if zero_ok else 0 < v) and v < 1e6):  # also NaN
+        raise argparse.ArgumentTypeError(f"expected seconds {'≥' if zero_ok else '>'} 0, got {text!r}")
+    return v
+
+
+def _positive_seconds(text: str) -> float:
+    """argparse type: a finite time > 0 s (0 or less polled ZeroMQ forever)."""
+    return _seconds(text, zero_ok=False)
+
+
+def _seconds_or_zero(text: str) -> float:
+    """argparse type: a finite time ≥ 0 s."""
+    return _seconds(text, zero_ok=True)
+
+
+def _at_least_one(text: str) -> int:
+    """argparse type: an integer ≥ 1."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
     return v
 
 
@@ -553,12 +573,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--height", type=int, default=360)
     s.add_argument("--fps", type=float, default=30.0, help="demo pacing (a camera's rate); raise it to measure throughput, at the cost of capture CPU")
-    s.add_argument("--seconds", type=float, default=10.0)
-    s.add_argument("--warmup", type=float, default=2.0)
+    s.add_argument("--seconds", type=_positive_seconds, default=10.0, help="measure for this long, s")
+    s.add_argument("--warmup", type=_seconds_or_zero, default=2.0, help="run this long before measuring, s (0 = no warm-up)")
     s.add_argument("--stabilise", type=float, default=DEFAULT_HISTORY, help=f"the stabiliser's history weight, as the daemon's (default {DEFAULT_HISTORY}; 0 = off)")
     s.add_argument("--json", help="also write the results as JSON here")
     s.add_argument("--compare-baseline", action="store_true", help="also time a Johnson TransformerNet exported the same way (needs torch)")
-    s.add_argument("--iters", type=int, default=30, help="frames per model for --compare-baseline")
+    s.add_argument("--iters", type=_at_least_one, default=30, help="frames per model for --compare-baseline")
     s.add_argument("--sizes", default="", help="WxH,WxH,…: measure each size (default with --backend tensorrt: 640x360,1280x720,1920x1080)")
     _add_trt_args(s)
     s.set_defaults(func=cmd_bench)
