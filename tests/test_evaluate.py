@@ -144,6 +144,13 @@ def test_evaluate_cli(tiny_model: Path, tmp_path: Path) -> None:
     clobber = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), "--images", str(photos), "--json", str(sidecar)],
                              capture_output=True, text=True, timeout=120)
     assert clobber.returncode == 2 and "model's own file" in clobber.stderr and sidecar.read_bytes() == before
+    # no photos, or clips too short to have a frame-to-frame error: these reported NaN with exit 0
+    (tmp_path / "empty").mkdir()
+    for args, words in ((["--motion-clips", str(tmp_path / "empty")], "--motion-clips: no images"), (["--images", str(tmp_path / "empty")], "--images: no images"),
+                        (["--motion-clips", str(photos), "--frames", "1"], "--frames"), (["--motion-clips", str(photos), "--clips", "0"], "--clips")):
+        bad = subprocess.run([sys.executable, "-m", "streamer", "evaluate", "--model", str(tiny_model), *args, "--json", str(tmp_path / "bad.json")],
+                             capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and words in bad.stderr and not (tmp_path / "bad.json").exists(), (args, bad.stderr)
 
 
 def test_shift_errors_of_a_pointwise_model_are_zero(tmp_path: Path) -> None:
