@@ -165,9 +165,13 @@ def cmd_relay(a: argparse.Namespace) -> int:
 
 # -- view / ctl -------------------------------------------------------------------------
 def cmd_view(a: argparse.Namespace) -> int:
-    from streamer.config import ConfigError, parse_host_port
+    from streamer.config import ConfigError, check_endpoint, parse_host_port
     from streamer.view import view
     from streamer.wire import TOPIC_OVERLAY, TOPIC_STYLISED
+
+    check_endpoint("--endpoint", a.endpoint)
+    if a.http:
+        check_endpoint("--control", a.control)
 
     topic = TOPIC_OVERLAY if a.topic == "overlay" else TOPIC_STYLISED
     if a.http:
@@ -269,7 +273,9 @@ def ctl_request(action: str, value: str) -> dict[str, Any]:
 
 def cmd_ctl(a: argparse.Namespace) -> int:
     from streamer.client import request
+    from streamer.config import check_endpoint
 
+    check_endpoint("--endpoint", a.endpoint)
     req = ctl_request(a.action, a.value)
     reply = request(a.endpoint, req, a.timeout, curve=_client_keys(a.server_key, a.client_key))
     print(json.dumps(reply, indent=2))

@@ -82,7 +82,9 @@ class ServeConfig:
 _ENDPOINT = re.compile(r"^(tcp)://([^:/]+|\[[0-9a-fA-F:]+\]):(\d{1,5})$|^(ipc|inproc)://.+$")
 
 
-def _check_endpoint(field: str, value: str) -> None:
+def check_endpoint(field: str, value: str) -> None:
+    """ConfigError naming ``field`` unless ``value`` is a ZeroMQ endpoint this program serves or
+    connects to (libzmq answers anything else with a bare EINVAL)."""
     m = _ENDPOINT.match(value)
     if not m:
         raise ConfigError(f"{field}: expected tcp://HOST:PORT, ipc://PATH or inproc://NAME, got {value!r}")
@@ -185,12 +187,12 @@ def validate(cfg: ServeConfig) -> ServeConfig:
         raise ConfigError(f"max_frames: expected >= 0, got {cfg.max_frames}")
     _check_source(cfg.source)
     _check_trt(cfg)
-    _check_endpoint("publish", cfg.publish)
-    _check_endpoint("control", cfg.control)
+    check_endpoint("publish", cfg.publish)
+    check_endpoint("control", cfg.control)
     if cfg.publish == cfg.control:
         raise ConfigError("control: must differ from publish")
     if cfg.imagezmq:
-        _check_endpoint("imagezmq", cfg.imagezmq)
+        check_endpoint("imagezmq", cfg.imagezmq)
         if cfg.imagezmq in (cfg.publish, cfg.control):
             raise ConfigError("imagezmq: must differ from publish and control")
     _check_curve(cfg)

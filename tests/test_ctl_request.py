@@ -62,6 +62,10 @@ def test_the_cli_refuses_a_bad_value_with_exit_2_before_connecting() -> None:
     (["view", "--timeout", "-1"], "--timeout"),
     (["view", "--http", "127.0.0.1:99999"], "--http"),  # was an OverflowError traceback
     (["view", "--http", "127.0.0.1:http"], "--http"),
+    (["ctl", "--endpoint", "garbage", "status"], "--endpoint"),  # a bare ZMQError traceback
+    (["view", "--endpoint", "garbage", "--out", "x.mp4"], "--endpoint"),
+    (["view", "--http", "127.0.0.1:8098", "--endpoint", "tcp://127.0.0.1"], "--endpoint"),  # served an MJPEG stream that never came
+    (["view", "--http", "127.0.0.1:8098", "--control", "garbage"], "--control"),
 ])
 def test_bad_timeouts_and_http_addresses_exit_2_before_connecting(args: list[str], named: str) -> None:
     out = subprocess.run([sys.executable, "-m", "streamer", *args], capture_output=True, text=True, timeout=20)
