@@ -211,6 +211,17 @@ def _seconds_or_zero(text: str) -> float:
     return _seconds(text, zero_ok=True)
 
 
+def _unit_interval(text: str) -> float:
+    """argparse type: a number in [0, 1]."""
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number 0–1, got {text!r}") from None
+    if not 0.0 <= v <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected a number 0–1, got {text!r}")
+    return v
+
+
 def _at_least_one(text: str) -> int:
     """argparse type: an integer ≥ 1."""
     try:
@@ -340,13 +351,16 @@ def _report_path(out: str | None, model: Path) -> Path | None:
 
 def cmd_bench(a: argparse.Namespace) -> int:
     from streamer.bench import BENCH_SIZES, format_sizes_table, format_table, parse_sizes, run_bench, run_bench_sizes
-    from streamer.config import ServeConfig, validate
+    from streamer.config import ConfigError, ServeConfig, validate
 
     cfg = validate(ServeConfig(source=a.source, model=a.model, backend=a.backend, threads=a.threads, width=a.width, height=a.height, fps=a.fps,
                                engine_cache=a.engine_cache, trt_profile=a.trt_profile, trt_precision=a.trt_precision, trt_rebuild=a.trt_rebuild,
                                cuda_graph=a.cuda_graph, stabilise=a.stabilise))
     report = _report_path(a.json, cfg.model_path)
-    sizes = parse_sizes(a.sizes) if a.sizes else (list(BENCH_SIZES) if a.backend == "tensorrt" else [])
+    try:
+        sizes = parse_sizes(a.sizes) if a.sizes else (list(BENCH_SIZES) if a.backend == "tensorrt" else [])
+    except ValueError as e:
+        raise ConfigError(f"--sizes: {e}") from e
     if sizes:
         for w, h in sizes:
             validate(ServeConfig(**{**cfg.to_dict(), "width": w, "height": h}))
@@ -570,7 +584,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("output")
     s.add_argument("--model", default="")
     s.add_argument("--style", default="", help="style name or mix a=0.5,b=0.5")
-    s.add_argument("--strength", type=float, default=1.0)
+    s.add_argument("--strength", type=_unit_interval, default=1.0, help="0 = the input, 1 = full style")
     s.add_argument("--attention", help="also write the attention map (images only)")
     s.add_argument("--stabilise", type=float, default=DEFAULT_HISTORY, help=f"videos: history weight of the stabiliser, 0 = off (default {DEFAULT_HISTORY}, as the daemon)")
     s.add_argument("--threads", type=int, default=0)

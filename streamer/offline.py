@@ -45,7 +45,7 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
     w = np.asarray(weights, np.float32)
     stabiliser = Stabiliser(StabiliseConfig(history=stabilise))
     if src.suffix.lower() in IMAGE_SUFFIXES:
-        img = cv2.imread(str(src), cv2.IMREAD_UNCHANGED)
+        img = cv2.imread(str(src), cv2.IMREAD_COLOR)  # 8-bit BGR from any depth and channel count (a 16-bit PNG was refused)
         if img is None:
             raise OfflineError(f"cannot read image {src}")
         res = engine.infer(normalise_frame(img), w, strength)

@@ -29,6 +29,15 @@ def test_stylize_image_and_video(tiny_model: Path, tmp_path: Path) -> None:
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4
 
 
+def test_stylize_reads_any_depth(tiny_model: Path, tmp_path: Path) -> None:
+    """A 16-bit PNG (scanners, HDR exports) was refused; contact-sheet read it."""
+    img = tmp_path / "deep.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 65536, (40, 56, 3), dtype=np.uint16))
+    out = _cli("stylize", str(img), str(tmp_path / "o.png"), "--model", str(tiny_model))
+    assert out.returncode == 0, out.stderr
+    assert cv2.imread(str(tmp_path / "o.png")).shape == (40, 56, 3)
+
+
 def test_stylize_errors(tiny_model: Path, tmp_path: Path) -> None:
     out = _cli("stylize", str(tmp_path / "missing.png"), str(tmp_path / "o.png"), "--model", str(tiny_model))
     assert out.returncode == 1 and "cannot read image" in out.stderr
@@ -99,6 +108,7 @@ def test_stylize_refuses_outputs_it_cannot_or_must_not_write(tiny_model: Path, t
     img = tmp_path / "in.png"
     cv2.imwrite(str(img), np.zeros((32, 32, 3), np.uint8))
     cases = [
+        ([str(img), str(tmp_path / "o.png"), "--strength", "5"], "--strength"),  # was exit 1 from the engine
         ([str(clip), str(clip)], "is also an input"),
         ([str(clip), str(tmp_path / "v.png")], "must end in one of .avi, .mp4"),
         ([str(img), str(tmp_path / "o.xyz")], "must end in one of"),

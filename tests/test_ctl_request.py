@@ -73,7 +73,7 @@ def test_bad_timeouts_and_http_addresses_exit_2_before_connecting(args: list[str
     assert named in out.stderr and "Traceback" not in out.stderr
 
 
-@pytest.mark.parametrize("args", [["--seconds", "-1"], ["--seconds", "0"], ["--warmup", "-1"], ["--iters", "0", "--compare-baseline"]])
+@pytest.mark.parametrize("args", [["--seconds", "-1"], ["--seconds", "0"], ["--warmup", "-1"], ["--iters", "0", "--compare-baseline"], ["--sizes", "foo"]])
 def test_bench_refuses_bad_durations_with_exit_2(args: list[str]) -> None:
     """--seconds -1 killed the stopper thread and hung the bench; --iters 0 was an IndexError."""
     out = subprocess.run([sys.executable, "-m", "streamer", "bench", *args], capture_output=True, text=True, timeout=20)
