@@ -181,6 +181,9 @@ def cmd_view(a: argparse.Namespace) -> int:
             host, port = parse_host_port(a.http if not a.http.startswith(":") else "127.0.0.1" + a.http)
         except ValueError as e:
             raise ConfigError(f"--http: {e}") from e
+        from streamer.settings import check_port_free
+
+        check_port_free("--http", host, port)  # in use: exit 2, as for serve and relay
         stop = threading.Event()
         set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
         print(f"stylecast: viewer on http://{host}:{port}/ (MJPEG at /stream.mjpg)", file=sys.stderr, flush=True)

@@ -78,3 +78,14 @@ def test_bench_refuses_bad_durations_with_exit_2(args: list[str]) -> None:
     """--seconds -1 killed the stopper thread and hung the bench; --iters 0 was an IndexError."""
     out = subprocess.run([sys.executable, "-m", "streamer", "bench", *args], capture_output=True, text=True, timeout=20)
     assert out.returncode == 2 and args[0] in out.stderr and "Traceback" not in out.stderr, out.stderr
+
+
+def test_view_http_on_a_port_in_use_exits_2() -> None:
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        out = subprocess.run([sys.executable, "-m", "streamer", "view", "--http", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=20)
+    assert out.returncode == 2 and "--http" in out.stderr and "in use" in out.stderr, out.stderr
