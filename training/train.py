@@ -381,15 +381,15 @@ def preflight(cfg: TrainConfig) -> None:
     from training.export import ExportError, load_generator
 
     try:
+        names = [style_name(Path(p)) for p in cfg.styles]
+        for per_style in (cfg.edge_weights, cfg.temporal_weights, cfg.prior_weights):  # no files read yet
+            per_style(names)
+        if len(set(names)) != len(names):
+            raise DataError(f"style names must be unique, got {names}")
         for folder in [Path(cfg.content), *(Path(p) for p in cfg.styles)]:
             for f in list_images(folder):
                 if cv2.imread(str(f), cv2.IMREAD_REDUCED_COLOR_8) is None:  # decodes at ⅛ size: a cheap check
                     raise DataError(f"cannot read image {f}")
-        names = [style_name(Path(p)) for p in cfg.styles]
-        if len(set(names)) != len(names):
-            raise DataError(f"style names must be unique, got {names}")
-        for per_style in (cfg.edge_weights, cfg.temporal_weights, cfg.prior_weights):
-            per_style(names)
         if cfg.resume:
             p = Path(cfg.resume)
             ck_path = p / "checkpoint.pt" if p.is_dir() else p
