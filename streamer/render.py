@@ -35,8 +35,9 @@ def grade(frame: U8, g: Grading) -> U8:
         gray = cv2.cvtColor(out, cv2.COLOR_BGR2GRAY)[:, :, None].astype(np.float32)
         out = np.clip(gray + (out.astype(np.float32) - gray) * g.saturation, 0, 255).astype(np.uint8)
     if g.contrast != 1.0 or g.brightness != 0.0:
-        # y = c·x + (1−c)·128 + 255·b, done by OpenCV's saturating uint8 arithmetic.
-        out = cast(U8, cv2.convertScaleAbs(out, alpha=g.contrast, beta=(1.0 - g.contrast) * 128.0 + 255.0 * g.brightness))
+        # y = c·x + (1−c)·128 + 255·b, clipped to 0–255 by OpenCV's saturating uint8 arithmetic.
+        # (Not convertScaleAbs: it takes |y| first, so a darkened shadow came out bright.)
+        out = cast(U8, cv2.addWeighted(out, g.contrast, out, 0.0, (1.0 - g.contrast) * 128.0 + 255.0 * g.brightness))
     return out
 
 

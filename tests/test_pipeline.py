@@ -44,6 +44,11 @@ def test_grading_and_overlay() -> None:
     assert render.grade(f, render.Grading()) is f
     brighter = render.grade(f, render.Grading(brightness=0.2))
     assert brighter.mean() > f.mean()
+    # y = c·x + (1−c)·128 + 255·b, clipped: darkening and contrast keep the tones' order
+    ramp = np.array([0, 10, 64, 128, 255], np.uint8)[None, :, None].repeat(3, axis=2)
+    for grading, want in ((render.Grading(brightness=-0.5), [0, 0, 0, 0, 128]), (render.Grading(brightness=-1.0), [0, 0, 0, 0, 0]),
+                          (render.Grading(contrast=3.0), [0, 0, 0, 128, 255]), (render.Grading(brightness=0.5), [128, 138, 192, 255, 255])):
+        np.testing.assert_allclose(render.grade(ramp, grading)[0, :, 1], want, atol=1)  # was [128, 118, 64, 0, 128] at −0.5: |y|
     gray = render.grade(f, render.Grading(saturation=0.0))
     assert np.abs(gray[..., 0].astype(int) - gray[..., 2].astype(int)).max() <= 1
     ov = render.attention_overlay(f, np.full((8, 8), 255, np.uint8), 1.0)
