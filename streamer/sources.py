@@ -60,6 +60,14 @@ class SourceSpec:
     target: str  # file path, device path/index, URL; "" for demo
 
 
+MAX_WEBCAM_INDEX = 4095
+
+
+def webcam_index(target: str) -> int:
+    """``"2"`` or ``"/dev/video2"`` → 2."""
+    return int(target[len("/dev/video"):]) if target.startswith("/dev/video") else int(target)
+
+
 def parse_source(text: str) -> SourceSpec:
     """``demo`` | ``rtsp://…`` | ``0`` or ``/dev/videoN`` | a video file path."""
     t = text.strip()
@@ -68,6 +76,8 @@ def parse_source(text: str) -> SourceSpec:
     if re.match(r"^(rtsp|rtsps|rtmp|http|https)://", t):
         return SourceSpec("rtsp", t)
     if re.fullmatch(r"\d+", t) or re.fullmatch(r"/dev/video\d+", t):
+        if webcam_index(t) > MAX_WEBCAM_INDEX:  # OpenCV raised a bare cv2.error for an index beyond a C int
+            raise SourceError(f"webcam index {webcam_index(t)} is out of range (0–{MAX_WEBCAM_INDEX})")
         return SourceSpec("webcam", t)
     if not t:
         raise SourceError("empty source; expected demo, a file path, a webcam index or an rtsp:// URL")
@@ -151,9 +161,25 @@ class CvSource:
         ms = int(self.timeout_s * 1000)
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms]
         kind, target = self.spec.kind, self.spec.target
+        try:
+            cap = self._open(kind, target, params)
+        except cv2.error as e:  # OpenCV's own argument errors: a source that cannot be opened
+            raise SourceError(f"cannot open {kind} source {target!r}: {e}") from e
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"cannot open {kind} source {target!r}")
+        self._cap = cap
+        if kind == "file":
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self._period = 1.0 / fps if 1.0 <= fps <= 240.0 else 1.0 / 30.0
+        self._next = time.monotonic()
+        log.info("opened %s source %s", kind, target)
+        return self
+
+    @staticmethod
+    def _open(kind: str, target: str, params: list[int]) -> cv2.VideoCapture:
         if kind == "webcam":
-            index = int(target[len("/dev/video"):]) if target.startswith("/dev/video") else int(target)
-            cap = cv2.VideoCapture(index, cv2.CAP_V4L2)
+            cap = cv2.VideoCapture(webcam_index(target), cv2.CAP_V4L2)
         elif kind == "rtsp":
             # Low latency: TCP transport (no UDP loss/reorder stalls), no demuxer buffering. The
             # user's own OPENCV_FFMPEG_CAPTURE_OPTIONS wins. OpenCV reads it at open time, so it is
@@ -166,16 +192,7 @@ class CvSource:
             if not Path(target).is_file():
                 raise SourceError(f"video file not found: {target}")
             cap = cv2.VideoCapture(target, cv2.CAP_FFMPEG, params)
-        if not cap.isOpened():
-            cap.release()
-            raise SourceError(f"cannot open {kind} source {target!r}")
-        self._cap = cap
-        if kind == "file":
-            fps = cap.get(cv2.CAP_PROP_FPS)
-            self._period = 1.0 / fps if 1.0 <= fps <= 240.0 else 1.0 / 30.0
-        self._next = time.monotonic()
-        log.info("opened %s source %s", kind, target)
-        return self
+        return cap
 
     def read(self) -> U8:
         cap = self._cap
@@ -185,6 +202,10 @@ class CvSource:
         if not ok and self.spec.kind == "file":
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop
             ok, frame = cap.read()
+            if not ok:  # a one-frame clip or a still image does not seek back: open it again
+                cap.release()
+                self._cap = cap = cv2.VideoCapture(self.spec.target, cv2.CAP_FFMPEG)
+                ok, frame = cap.read()
         if not ok or frame is None:
             raise SourceError(f"{self.spec.kind} source {self.spec.target!r} returned no frame")
         return normalise_frame(frame)

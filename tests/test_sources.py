@@ -59,6 +59,24 @@ def test_file_source_loops(tmp_path: Path) -> None:
     assert all(f.shape == (48, 64, 3) for f in frames)
 
 
+def test_a_one_frame_clip_and_a_still_image_loop(tmp_path: Path) -> None:
+    """They did not seek back: every second read was a SourceError, so the daemon reconnected
+    each frame and published ~4 fps while reporting 'reconnecting'."""
+    one = write_clip(tmp_path / "one.avi", n=1)
+    still = tmp_path / "still.png"
+    cv2.imwrite(str(still), np.full((48, 64, 3), 90, np.uint8))
+    for path in (one, still):
+        with open_source(parse_source(str(path)), (64, 48), 30) as src:
+            frames = [src.read() for _ in range(5)]
+        assert all(f.shape == (48, 64, 3) for f in frames), path
+
+
+def test_a_webcam_index_out_of_range_is_a_source_error() -> None:
+    with pytest.raises(SourceError, match="out of range"):  # was a bare cv2.error from VideoCapture, after validate passed
+        parse_source("/dev/video99999999999")
+    assert parse_source("/dev/video2").kind == "webcam"
+
+
 def test_missing_file_and_bad_url(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match="not found"), open_source(SourceSpec("file", str(tmp_path / "nope.mp4")), (64, 48), 30):
         pass
