@@ -149,6 +149,7 @@ class Pipeline:
             try:
                 with open_source(spec, cfg.size, cfg.fps, cfg.source_timeout) as src:
                     self.stats.set_status(source=spec.kind, source_state="streaming", source_error=None)
+                    last_good, rejected = time.monotonic(), 0
                     while not self.stop_event.is_set():
                         self.heartbeats.beat("capture", read_grace)
                         src.pace()
@@ -157,12 +158,19 @@ class Pipeline:
                             frame = src.read()
                         except FrameError as e:
                             self.stats.count("invalid_frames")
-                            log.warning("source frame rejected: %s", e)
+                            if rejected == 0:  # once per run of them, not at the frame rate
+                                log.warning("source frame rejected: %s", e)
+                            rejected += 1
+                            if time.monotonic() - last_good > cfg.source_timeout:
+                                # only unusable frames: report the source as down and reopen it,
+                                # rather than stay "streaming" with nothing published
+                                raise SourceError(f"no usable frame for {cfg.source_timeout:g} s ({rejected} rejected; last: {e})") from e
                             continue
                         except SourceError as e:
                             # Report now: releasing a stalled RTSP session can itself take seconds.
                             self.stats.set_status(source_state="reconnecting", source_error=str(e))
                             raise
+                        last_good, rejected = time.monotonic(), 0
                         backoff = BACKOFF_START_S  # a frame arrived: the source is healthy
                         if frame.shape[:2] != native:
                             if native is not None:

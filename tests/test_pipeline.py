@@ -172,3 +172,38 @@ def test_output_modes_and_snapshot(tiny_model: Path, tmp_path: Path) -> None:
         pipe.stop()
         t.join(30)
     assert (tmp_path / "snaps" / "snap.png").is_file()
+
+
+def test_a_source_of_only_rejected_frames_is_reported_down(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A camera delivering only frames normalise_frame refuses (16-bit here) stayed 'streaming'
+    with source_error None, so metrics and the watchdog saw a healthy daemon publishing nothing."""
+    import streamer.pipeline as P
+    from streamer.sources import normalise_frame
+
+    class Deep:
+        def __enter__(self) -> Deep:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            pass
+
+        def pace(self) -> None:
+            time.sleep(0.01)
+
+        def read(self) -> np.ndarray:
+            return normalise_frame(np.zeros((64, 96), np.uint16))
+
+    monkeypatch.setattr(P, "open_source", lambda *a: Deep())
+    pipe = build_pipeline(_cfg(tiny_model, source_timeout=0.3))
+    t = threading.Thread(target=pipe.run)
+    t.start()
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not pipe.stats.counters.get("source_errors"):
+            time.sleep(0.05)
+        status = pipe.status()
+    finally:
+        pipe.stop()
+        t.join(10)
+    assert status["counters"]["source_errors"] >= 1 and status["counters"]["invalid_frames"] > 10
+    assert "no usable frame for 0.3 s" in str(status.get("source_error")), status
