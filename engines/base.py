@@ -83,6 +83,8 @@ def check_style(style: object, num_styles: int) -> F32:
 
 
 def check_strength(strength: object) -> float:
+    if isinstance(strength, bool):  # float(True) is 1.0: a flag passed where a weight belongs
+        raise InputError(f"strength: expected a number in [0, 1], got {strength!r}")
     try:
         s = float(strength)  # type: ignore[arg-type]
     except (TypeError, ValueError) as e:

@@ -33,7 +33,7 @@ def test_check_style_and_strength() -> None:
     for bad, match in (([1.0], "expected 2 weights"), ([np.nan, 1], "finite"), ([-1, 2], "non-negative"), ([0, 0], "positive sum")):
         with pytest.raises(engines.InputError, match=match):
             check_style(bad, 2)
-    for bad in (1.5, -0.1, "x", None):
+    for bad in (1.5, -0.1, "x", None, True, float("nan")):
         with pytest.raises(engines.InputError, match="strength"):
             check_strength(bad)
 
