@@ -62,6 +62,10 @@ class Inferred:
     infer_ms: float
 
 
+COUNTERS = ("published", "reconnects", "source_errors", "invalid_frames", "resolution_changes", "control_ok", "control_errors")
+CURVE_COUNTERS = ("auth_failures", "protocol_failures", "handshake_failures")  # streamer.security.HandshakeWatch
+
+
 class Pipeline:
     def __init__(self, cfg: ServeConfig, engine_factory: Callable[[], BaseEngine], styles: tuple[str, ...], stats: Stats | None = None, ctx: zmq.Context[Any] | None = None,
                  curve: ServerKeys | None = None) -> None:
@@ -72,6 +76,8 @@ class Pipeline:
         self.frame_observers: list[Callable[[FrameTiming], None]] = []  # called on the publish thread per frame (metrics)
         self._wedge_after = faults.wedge_infer_after()
         self.stats = stats or Stats()
+        for name in COUNTERS + (CURVE_COUNTERS if curve is not None else ()):
+            self.stats.count(name, 0)  # present from the first meta.stats on, as docs/WIRE.md lists them
         self.ctx = ctx or zmq.Context.instance()
         self.stop_event = threading.Event()
         self.first_published = threading.Event()

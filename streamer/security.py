@@ -182,8 +182,9 @@ class CurveAuthenticator:
 
 class HandshakeWatch:
     """Counts (and logs) CURVE handshakes a server socket refused, from its monitor events:
-    ``auth_failures`` (key not on the allow-list), ``protocol_failures`` (no CURVE, wrong
-    mechanism, malformed commands) and ``handshake_failures`` (anything else, e.g. the peer left). Create, ``check()`` and close it on the thread that owns ``sock``;
+    ``auth_failures`` (key not on the allow-list), ``protocol_failures`` (wrong mechanism,
+    malformed commands) and ``handshake_failures`` (anything else: a client without CURVE keys,
+    measured, or a peer that left). Create, ``check()`` and close it on the thread that owns ``sock``;
     ``check()`` never blocks. A no-op when ``enabled`` is False."""
 
     _EVENTS: dict[int, str] = {int(zmq.EVENT_HANDSHAKE_FAILED_AUTH): "auth_failures", int(zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL): "protocol_failures",

@@ -207,3 +207,13 @@ def test_a_source_of_only_rejected_frames_is_reported_down(tiny_model: Path, mon
         t.join(10)
     assert status["counters"]["source_errors"] >= 1 and status["counters"]["invalid_frames"] > 10
     assert "no usable frame for 0.3 s" in str(status.get("source_error")), status
+
+
+def test_documented_counters_are_there_from_the_start(tiny_model: Path) -> None:
+    """A client reading counters["reconnects"] got a KeyError until the first reconnect."""
+    from streamer.pipeline import COUNTERS
+
+    pipe = build_pipeline(_cfg(tiny_model))
+    counters = pipe.status()["counters"]
+    assert {k: counters[k] for k in COUNTERS} == dict.fromkeys(COUNTERS, 0)
+    assert "auth_failures" not in counters  # CURVE's, only with CURVE on
