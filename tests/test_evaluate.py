@@ -77,6 +77,16 @@ def test_floor_of_a_pointwise_model_is_its_stylised_error(tmp_path: Path) -> Non
     assert t.floor == pytest.approx(t.stylised, rel=1e-2) and t.stylised == pytest.approx(t.raw, rel=1e-2)
 
 
+def test_an_inverted_clip_flickers_exactly_as_the_raw_one(tmp_path: Path) -> None:
+    """255 − x changes every pixel by as much as x does, so its ratio is 1. With the valid mask
+    taken from a nearest-neighbour warp it read 0.96: pixels next to the frame's edge mixed in
+    the black border, which inflates a dark frame's error and not its inverse's."""
+    path = tmp_path / "p.png"
+    cv2.imwrite(str(path), cv2.resize(_photo(3) // 4 + 180, (480, 320)))  # bright: the black border shows
+    t = ev.temporal_synthetic(Invert(), [path], np.ones(1, np.float32), 6, (400, 240), 0)  # type: ignore[arg-type]
+    assert t.ratio == pytest.approx(1.0, abs=0.004), t
+
+
 class Flicker:
     """A duck-typed engine whose output is the frame plus fresh noise: flicker and nothing else."""
 
