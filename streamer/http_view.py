@@ -102,7 +102,11 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event) -> ty
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        def do_HEAD(self) -> None:  # noqa: N802: what GET would answer, headers only (link checkers, curl -I)
+            self.do_GET()
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
             if self.path in ("/", "/index.html"):
@@ -129,6 +133,8 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event) -> ty
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store")
             self.end_headers()
+            if self.command == "HEAD":
+                return
             seq = 0
             try:
                 while not stop.is_set():

@@ -42,6 +42,9 @@ def test_opencv_reads_the_mjpeg_stream_and_the_page_controls_the_daemon(tiny_mod
         assert all(ok and f.shape == (64, 96, 3) for ok, f in frames)
         page = _get(f"{base}/").decode()
         assert '<img src="/stream.mjpg"' in page and "set_style" in page
+        for path, ctype in (("/", "text/html"), ("/stream.mjpg", "multipart/x-mixed-replace")):  # HEAD was a 501
+            with urllib.request.urlopen(urllib.request.Request(base + path, method="HEAD"), timeout=10) as r:
+                assert r.status == 200 and r.headers["Content-Type"].startswith(ctype) and r.read() == b""
         state = json.loads(_get(f"{base}/state"))
         assert state["styles"] == ["style_a", "style_b"]
         req = urllib.request.Request(f"{base}/control", data=json.dumps({"cmd": "set_style", "style": "style_b"}).encode(), method="POST")
