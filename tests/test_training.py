@@ -561,3 +561,22 @@ def test_config_refuses_numbers_that_fail_later(change: dict, words: str) -> Non
 
     with pytest.raises(ValueError, match=words):
         TrainConfig(content="c", styles=("s",), **change)
+
+
+def test_a_failed_export_leaves_the_existing_model_as_it_was(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The four files move in together: a failure in the FP16 pass left a new .onnx and sidecar
+    beside the old .fp16.onnx, which TensorRT would then have built from."""
+    import training.fp16
+    from training.export import export_checkpoint
+
+    out = export_checkpoint(tiny_run, tmp_path / "m.onnx")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert set(before) == {"m.onnx", "m.json", "m.generator.pt", "m.fp16.onnx"}
+
+    def broken(*a: object) -> None:
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(training.fp16, "export_fp16", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export_checkpoint(tiny_run, out, use_ema=False)  # other weights: every file would differ
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # and no staging folder left

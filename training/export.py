@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -125,16 +128,26 @@ def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path
     OutputError (exit 2) first if ``out`` is not a .onnx path, or it or its sidecar is ``checkpoint``
     (``export ckpt.pt ckpt.pt`` overwrote the checkpoint with the ONNX)."""
     from streamer.outputs import check_output
+    from training.fp16 import export_fp16, fp16_path  # the mixed-precision source of TensorRT FP16 engines
 
     check_output(out, {".onnx"}, "output", [checkpoint])
     check_output(out.with_suffix(".json"), {".json"}, "output's sidecar", [checkpoint])
     g, styles, config = load_generator(checkpoint, use_ema)
-    export_onnx(g, out, len(styles))
-    meta = sidecar(out, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
-    out.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
-    save_generator(g, styles, generator_weights_path(out), config)  # for `stylecast explain`
-    from training.fp16 import export_fp16  # the mixed-precision source of TensorRT FP16 engines
-
-    export_fp16(g, out, len(styles))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # The four files are written in a staging folder beside ``out`` and moved in together at the
+    # end: a failure part-way (the FP16 pass, a full disk) leaves an existing model as it was, not
+    # a new .onnx beside an old sidecar or an old .fp16.onnx that TensorRT would build from.
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.stem}.export-", dir=out.parent))
+    try:
+        tmp = staging / out.name
+        export_onnx(g, tmp, len(styles))
+        meta = sidecar(tmp, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
+        tmp.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+        save_generator(g, styles, generator_weights_path(tmp), config)  # for `stylecast explain`
+        export_fp16(g, tmp, len(styles))
+        for f in (generator_weights_path(tmp), fp16_path(tmp), tmp, tmp.with_suffix(".json")):  # the sidecar last: it names the ONNX
+            os.replace(f, out.parent / f.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     log.info("exported %s (%d styles: %s)", out, len(styles), ", ".join(styles))
     return out
