@@ -538,7 +538,7 @@ def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Pa
         ({"styles": (str(tmp_path / "notimg.png"),)}, "cannot read image"),
         ({"styles": (str(root / "style_b.png"), str(root / "style_b.png"))}, "unique"),
         ({"styles": (str(other), str(root / "style_b.png")), "resume": str(run)}, "trained styles"),
-        ({"width": 16, "resume": str(run)}, "differs in width"),
+        ({"width": 16, "resume": str(run)}, r"other layers \(width \(8, here 16\)\)"),
         ({"styles": (str(other), str(root / "style_b.png")), "teacher": str(tiny_run)}, "has styles"),
         ({"edge_style_weights": {"nope": 1.0}}, "nope"),
     ]
@@ -549,6 +549,7 @@ def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Pa
     assert not (tmp_path / "runs").exists()
     assert (run / "config.json").read_text() == "the run's own config"
     preflight(replace(base, resume=str(run)))  # the same styles and generator: fine
+    preflight(replace(base, resume=str(run), antialias=True, smooth_head=True))  # no new weights: the recipe's fine-tunes resume so
 
 
 @pytest.mark.parametrize("change, words", [

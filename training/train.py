@@ -396,15 +396,18 @@ def preflight(cfg: TrainConfig) -> None:
             try:
                 ck = torch.load(ck_path, map_location="cpu", weights_only=False)
                 ck_styles, ck_spec = list(ck["styles"]), GeneratorSpec(**ck["spec"]).to_dict()  # options added since: their defaults
+                have = {k: tuple(v.shape) for k, v in ck["g"].items()}
             except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError) as e:
                 raise DataError(f"resume: cannot read checkpoint {ck_path}: {e}") from e
             if ck_styles != names:
                 raise DataError(f"resume: {ck_path} trained styles {ck_styles}; this run names {names} (same names, same order)")
-            want = generator_spec(cfg, len(names)).to_dict()
-            differ = sorted(k for k in want if want[k] != ck_spec[k])
-            if differ:
-                raise DataError(f"resume: {ck_path}'s generator differs in {', '.join(f'{k} ({ck_spec[k]!r}, here {want[k]!r})' for k in differ)}; "
-                                "resume with its options, or start a new run with --init")
+            # Options that add no weights (antialias, smooth_head, alias_free…) may change on a
+            # resume: the recipe's fine-tunes do that. Options that change the layers may not.
+            spec = generator_spec(cfg, len(names))
+            if {k: tuple(v.shape) for k, v in Generator(spec).state_dict().items()} != have:
+                want = spec.to_dict()
+                differ = ", ".join(f"{k} ({ck_spec[k]!r}, here {want[k]!r})" for k in sorted(want) if want[k] != ck_spec[k])
+                raise DataError(f"resume: {ck_path}'s generator has other layers ({differ}); resume with its options, or start a new run with --init")
         for role, path in (("teacher", cfg.teacher), ("--init", cfg.init)):
             if path:
                 _, theirs, _ = load_generator(Path(path))
