@@ -11,6 +11,7 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -194,46 +195,27 @@ def cmd_view(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _seconds(text: str, zero_ok: bool) -> float:
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds, got {text!r}") from None
-    if not ((0 <= v if zero_ok else 0 < v) and v < 1e6):  # also NaN
-        raise argparse.ArgumentTypeError(f"expected seconds {'≥' if zero_ok else '>'} 0, got {text!r}")
-    return v
+def _bounded(kind: type[float] | type[int], low: float, high: float = 1e6, low_open: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number with low ≤ v ≤ high (low < v when ``low_open``); NaN
+    and values out of range are usage errors (exit 2) naming the flag."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str) -> Any:
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ((low < v if low_open else low <= v) and v <= high):  # also NaN
+            raise argparse.ArgumentTypeError(f"expected {what} {'>' if low_open else '≥'} {low:g}{f' and ≤ {high:g}' if high < 1e6 else ''}, got {text!r}")
+        return v
+
+    return parse
 
 
-def _positive_seconds(text: str) -> float:
-    """argparse type: a finite time > 0 s (0 or less polled ZeroMQ forever)."""
-    return _seconds(text, zero_ok=False)
-
-
-def _seconds_or_zero(text: str) -> float:
-    """argparse type: a finite time ≥ 0 s."""
-    return _seconds(text, zero_ok=True)
-
-
-def _unit_interval(text: str) -> float:
-    """argparse type: a number in [0, 1]."""
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number 0–1, got {text!r}") from None
-    if not 0.0 <= v <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number 0–1, got {text!r}")
-    return v
-
-
-def _at_least_one(text: str) -> int:
-    """argparse type: an integer ≥ 1."""
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer ≥ 1, got {text!r}")
-    return v
+_positive_seconds = _bounded(float, 0, low_open=True)  # a timeout of 0 or less polled ZeroMQ forever
+_seconds_or_zero = _bounded(float, 0)
+_unit_interval = _bounded(float, 0, 1)
+_at_least_one = _bounded(int, 1)
 
 
 def _parse_mix(text: str) -> str | dict[str, float]:
@@ -448,16 +430,15 @@ def cmd_export(a: argparse.Namespace) -> int:
 
 
 def _image_folder(folder: str, flag: str) -> list[Path]:
-    """The images in ``folder``, sorted; ConfigError naming ``flag`` if there are none (an
+    """``training.data.list_images`` of ``folder``, its DataError a ConfigError naming ``flag`` (an
     evaluation over no photos reported NaN, and --json wrote it as invalid JSON)."""
     from streamer.config import ConfigError
-    from streamer.outputs import IMAGE_SUFFIXES
+    from training.data import DataError, list_images
 
-    d = Path(folder)
-    found = sorted(p for p in d.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if d.is_dir() else []
-    if not found:
-        raise ConfigError(f"{flag}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {folder}")
-    return found
+    try:
+        return list_images(Path(folder))
+    except DataError as e:
+        raise ConfigError(f"{flag}: {e}") from e
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:

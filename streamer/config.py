@@ -117,16 +117,27 @@ def _check_source(source: str) -> None:
 
 
 def _check_trt(cfg: ServeConfig) -> None:
-    from engines.trt_manifest import ProfileError, parse_profile, round_up
+    from engines.trt_manifest import ProfileError, parse_profile
 
     try:
-        profile = parse_profile(cfg.trt_profile)
+        parse_profile(cfg.trt_profile)
     except ProfileError as e:
         raise ConfigError(f"trt_profile: {e}") from e
     if cfg.trt_precision not in ("fp16", "fp32"):
         raise ConfigError(f"trt_precision: expected 'fp16' or 'fp32', got {cfg.trt_precision!r}")
-    if cfg.backend == "tensorrt" and not profile.contains(round_up(cfg.height), round_up(cfg.width)):
-        raise ConfigError(f"trt_profile: {cfg.width}x{cfg.height} is outside {cfg.trt_profile}; widen the profile or change the size")
+    if cfg.backend == "tensorrt" and (why := outside_profile(cfg)):
+        raise ConfigError(f"trt_profile: {why}; widen the profile or change the size")
+
+
+def outside_profile(cfg: ServeConfig) -> str:
+    """Why ``cfg``'s frame size cannot run in its (valid) TensorRT profile, or "" when it can.
+    ``validate`` refuses such a size for ``backend = "tensorrt"``; ``auto`` falls back to ONNX
+    Runtime instead (an engine built for the profile would reject every frame)."""
+    from engines.trt_manifest import parse_profile, round_up
+
+    if parse_profile(cfg.trt_profile).contains(round_up(cfg.height), round_up(cfg.width)):
+        return ""
+    return f"{cfg.width}x{cfg.height} is outside trt_profile {cfg.trt_profile}"
 
 
 def _check_curve(cfg: ServeConfig) -> None:

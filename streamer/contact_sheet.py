@@ -11,13 +11,13 @@ import numpy as np
 import numpy.typing as npt
 
 from engines import BaseEngine
-from streamer.outputs import IMAGE_SUFFIXES, OutputError, atomic_output, check_output
+from streamer.outputs import IMAGE_SUFFIXES, OutputError, check_output, write_image
 
 U8 = npt.NDArray[np.uint8]
 
 
 class ContactSheetError(RuntimeError):
-    """A photo could not be read or the sheet could not be written."""
+    """A photo could not be read (an unwritable sheet is streamer.outputs.WriteError)."""
 
 
 def _cell(img: U8, width: int, height: int) -> U8:
@@ -60,11 +60,5 @@ def contact_sheet(engine: BaseEngine, photos: list[Path], out: Path, cell: tuple
                 cells.append(cast(U8, cv2.applyColorMap(res.attention, cv2.COLORMAP_TURBO)))
         rows.append(np.hstack(cells))
     sheet = np.vstack(rows)
-    with atomic_output(out) as tmp:
-        try:
-            ok = cv2.imwrite(str(tmp), sheet)
-        except cv2.error as e:
-            raise ContactSheetError(f"cannot write {out}: {e}") from e
-        if not ok:
-            raise ContactSheetError(f"cannot write {out}")
+    write_image(out, sheet)
     return sheet

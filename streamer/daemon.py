@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import zmq
 
 import engines
-from streamer.config import ServeConfig, validate
+from streamer.config import ServeConfig, outside_profile, validate
 from streamer.pipeline import Pipeline
 from streamer.stats import Stats
 
@@ -26,17 +26,6 @@ def tensorrt_options(cfg: ServeConfig) -> dict[str, object]:
             "rebuild": cfg.trt_rebuild, "cuda_graph": cfg.cuda_graph}
 
 
-def _outside_profile(cfg: ServeConfig) -> str:
-    """Why ``cfg``'s frame size cannot run in its TensorRT profile, or "" when it can. ``validate``
-    refuses such a size for ``backend = "tensorrt"``; ``auto`` falls back to ONNX Runtime instead
-    (an engine built for the profile would reject every frame)."""
-    from engines.trt_manifest import parse_profile, round_up
-
-    if parse_profile(cfg.trt_profile).contains(round_up(cfg.height), round_up(cfg.width)):
-        return ""
-    return f"{cfg.width}x{cfg.height} is outside trt_profile {cfg.trt_profile}"
-
-
 def _auto_tensorrt(cfg: ServeConfig) -> tuple[bool, str]:
     """TensorRT usable here, with a valid engine (built now, on this thread, if missing or stale)?"""
     from engines.tensorrt import TensorRTEngine, probe
@@ -44,7 +33,7 @@ def _auto_tensorrt(cfg: ServeConfig) -> tuple[bool, str]:
     ok, why = probe()
     if not ok:
         return False, why
-    outside = _outside_profile(cfg)
+    outside = outside_profile(cfg)
     if outside:
         return False, outside
     try:

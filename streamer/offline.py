@@ -9,14 +9,14 @@ import cv2
 import numpy as np
 
 from engines import BaseEngine
-from streamer.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, atomic_output, check_output
+from streamer.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, atomic_output, check_output, write_image
 from streamer.sources import normalise_frame
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig, Stabiliser
 
 log = logging.getLogger(__name__)
 
 class OfflineError(RuntimeError):
-    """Input unreadable or output unwritable."""
+    """Input unreadable, or the video writer would not open (an unwritable image is streamer.outputs.WriteError)."""
 
 
 def check_stylize_paths(src: Path, dst: Path, attention_out: Path | None = None) -> None:
@@ -49,9 +49,9 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
         if img is None:
             raise OfflineError(f"cannot read image {src}")
         res = engine.infer(normalise_frame(img), w, strength)
-        _write_image(dst, res.output)
+        write_image(dst, res.output)
         if attention_out is not None:
-            _write_image(attention_out, res.attention)
+            write_image(attention_out, res.attention)
         return 1
     cap = cv2.VideoCapture(str(src))
     if not cap.isOpened():
@@ -83,12 +83,3 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
             raise OfflineError(f"no frames could be read from {src}")
     return n
 
-
-def _write_image(path: Path, img: np.ndarray) -> None:
-    with atomic_output(path) as tmp:
-        try:
-            ok = cv2.imwrite(str(tmp), img)
-        except cv2.error as e:
-            raise OfflineError(f"cannot write {path}: {e}") from e
-        if not ok:
-            raise OfflineError(f"cannot write {path}")

@@ -14,12 +14,19 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi"})  # OpenCV's mp4v / MJPG: this build cannot encode H.264
 
 
 class OutputError(ValueError):
     """An output path the command cannot or must not write (a usage error: the CLI exits 2)."""
+
+
+class WriteError(RuntimeError):
+    """An output that passed ``check_output`` could not be written (disk full, no permission)."""
 
 
 def check_output(path: Path, suffixes: Iterable[str], what: str, inputs: Iterable[Path] = ()) -> None:
@@ -45,3 +52,17 @@ def atomic_output(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_image(path: Path, img: npt.NDArray[np.uint8]) -> None:
+    """Write ``img`` ([H,W,3] BGR or [H,W] uint8) to ``path`` whole (``atomic_output``), in the
+    format its suffix names; WriteError if OpenCV cannot."""
+    import cv2
+
+    with atomic_output(path) as tmp:
+        try:
+            ok = cv2.imwrite(str(tmp), img)
+        except cv2.error as e:
+            raise WriteError(f"cannot write {path}: {e}") from e
+        if not ok:
+            raise WriteError(f"cannot write {path}")

@@ -156,6 +156,9 @@ class CvSource:
         self._cap: cv2.VideoCapture | None = None
         self._period = 0.0
         self._next = 0.0
+        self._since_loop = 0  # frames read since the file was (re)started: a loop at 1 means a one-frame file
+        self._last: U8 | None = None  # the frame read last (a reference, as OpenCV returned it)
+        self._still: U8 | None = None  # that frame: a still image or a one-frame clip, not decoded again
 
     def __enter__(self) -> Self:
         ms = int(self.timeout_s * 1000)
@@ -168,7 +171,7 @@ class CvSource:
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"cannot open {kind} source {target!r}")
-        self._cap = cap
+        self._cap, self._since_loop, self._still = cap, 0, None
         if kind == "file":
             fps = cap.get(cv2.CAP_PROP_FPS)
             self._period = 1.0 / fps if 1.0 <= fps <= 240.0 else 1.0 / 30.0
@@ -198,16 +201,20 @@ class CvSource:
         cap = self._cap
         if cap is None:
             raise SourceError("source is not open")
+        if self._still is not None:
+            return self._still.copy()  # a copy: the caller owns each frame it is given
         ok, frame = cap.read()
         if not ok and self.spec.kind == "file":
+            if self._since_loop == 1 and self._last is not None:  # the file holds one frame (a still image does not even seek back)
+                self._still = normalise_frame(self._last)
+                return self._still.copy()
             cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop
+            self._since_loop = 0
             ok, frame = cap.read()
-            if not ok:  # a one-frame clip or a still image does not seek back: open it again
-                cap.release()
-                self._cap = cap = cv2.VideoCapture(self.spec.target, cv2.CAP_FFMPEG)
-                ok, frame = cap.read()
         if not ok or frame is None:
             raise SourceError(f"{self.spec.kind} source {self.spec.target!r} returned no frame")
+        self._since_loop += 1
+        self._last = cast(U8, frame)
         return normalise_frame(frame)
 
     def pace(self) -> None:

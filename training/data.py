@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from streamer.outputs import IMAGE_SUFFIXES  # what OpenCV reads and writes here; one list for every command
 
 
 class DataError(ValueError):
@@ -25,7 +25,7 @@ def list_images(path: Path) -> list[Path]:
         files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if files:
             return files
-        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
+        raise DataError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
     raise DataError(f"{path} does not exist")
 
 

@@ -413,9 +413,7 @@ def preflight(cfg: TrainConfig) -> None:
                 _, theirs, _ = load_generator(Path(path))
                 if theirs != names:
                     raise DataError(f"{role} {path} has styles {theirs}; this run trains {names} (same names, same order)")
-    except (DataError, ExportError) as e:
-        raise PreflightError(str(e)) from e
-    except ValueError as e:  # a per-style table naming no style
+    except (ValueError, ExportError) as e:  # ValueError: DataError, or a per-style table naming no style
         raise PreflightError(str(e)) from e
 
 
