@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from types import TracebackType
+from collections.abc import Callable
 from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
@@ -114,6 +115,11 @@ class BaseEngine:
     def __init__(self, model: ModelInfo) -> None:
         self.model = model
         self._open_flag = False
+        # Called with a duration in seconds before ``infer`` starts work that may take that long
+        # beyond a frame (TensorRT: building the FP32 engine after an FP16 frame came out
+        # non-finite), on the thread calling ``infer``; the pipeline beats its watchdog with it,
+        # so a bounded rebuild is not taken for a hung GPU call. None: nobody to tell.
+        self.on_long_call: Callable[[float], None] | None = None
 
     # -- backend hooks -------------------------------------------------------------------
     def _open(self) -> None:
@@ -148,6 +154,10 @@ class BaseEngine:
         padded = pad_to_multiple(frame, self.model.size_multiple)
         out, att = self._run(padded[None], weights[None], s)
         return InferResult(out[0, :h, :w], att[0, :h, :w, 0])
+
+    def _long_call(self, seconds: float) -> None:
+        if self.on_long_call is not None:
+            self.on_long_call(seconds)
 
     def close(self) -> None:
         """Idempotent."""

@@ -37,6 +37,10 @@ from engines.trt_manifest import DEFAULT_PROFILE_TEXT, GpuFacts, Profile, parse_
 from engines.trt_runtime import Buffer, CudaDevice, import_cuda
 from engines.trt_store import EngineSpec, load_or_build
 
+FALLBACK_BUILD_S = 15 * 60.0
+"""How long the FP32 fallback may take to load or build its engine mid-stream (the systemd
+units give a first start, which may build, the same 15 min: ``TimeoutStartSec``)."""
+
 if TYPE_CHECKING:
     import tensorrt as trt
 
@@ -232,5 +236,6 @@ class TensorRTEngine(BaseEngine):
         self._release_engine()
         self.precision = "fp32"
         self.counters["fp32_fallbacks"] += 1
+        self._long_call(FALLBACK_BUILD_S)  # a build takes minutes where no FP32 plan is cached
         self._activate(self._facts)
         return self._run(frame, style, strength)

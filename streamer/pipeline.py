@@ -210,6 +210,8 @@ class Pipeline:
         done = 0
         with self.engine_factory() as engine:
             self.stats.set_status(backend=engine.name)
+            if hasattr(engine, "on_long_call"):  # e.g. TensorRT's FP32 rebuild: not a hang
+                engine.on_long_call = lambda s: self.heartbeats.beat("infer", s)
             while not self.stop_event.is_set():
                 self.heartbeats.beat("infer")
                 if self._wedge_after is not None and done >= self._wedge_after:

@@ -110,6 +110,39 @@ def test_engine_failure_stops_pipeline_and_is_raised(tiny_model: Path) -> None:
         pipe.run()
 
 
+class RebuildingEngine(SlowEngine):
+    """Test double: its third frame announces a long call (as TensorRT's FP32 rebuild does) and
+    records how stale the infer stage looks to the watchdog while inside it."""
+
+    def __init__(self, info: engines.ModelInfo, pipe_ref: list[Pipeline]) -> None:
+        super().__init__(info)
+        self.pipe_ref, self.frames, self.stale_inside = pipe_ref, 0, None
+
+    def _run(self, frame, style, strength):  # type: ignore[no-untyped-def]
+        self.frames += 1
+        if self.frames == 3:
+            self._long_call(600.0)
+            time.sleep(0.3)  # "building": longer than the 0.2 s max age asked of the watchdog below
+            self.stale_inside = self.pipe_ref[0].heartbeats.stale(0.2)
+        return super()._run(frame, style, strength)
+
+
+def test_a_long_engine_call_keeps_the_infer_stage_fresh(tiny_model: Path) -> None:
+    info = engines.load_model_info(tiny_model)
+    ref: list[Pipeline] = []
+    made: list[RebuildingEngine] = []
+
+    def factory() -> RebuildingEngine:
+        made.append(RebuildingEngine(info, ref))
+        return made[0]
+
+    pipe = Pipeline(_cfg(tiny_model, max_frames=6), factory, info.styles)
+    ref.append(pipe)
+    pipe.run()
+    assert made[0].stale_inside is not None and "infer" not in made[0].stale_inside
+    assert made[0].on_long_call is not None
+
+
 def test_port_in_use_is_a_clear_error(tiny_model: Path) -> None:
     import zmq
 

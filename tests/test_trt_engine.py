@@ -155,9 +155,14 @@ def test_cuda_graph_falls_back_when_capture_is_unsupported(monkeypatch: pytest.M
 def test_non_finite_output_switches_to_fp32_and_is_counted(fakes: dict, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fakes["trt"]._state["check_value"] = float("nan")
     caplog.set_level(logging.WARNING, "engines")
+    from engines.tensorrt import FALLBACK_BUILD_S
+
+    long_calls: list[float] = []
     with make(tiny_model, tmp_path) as eng:
+        eng.on_long_call = long_calls.append
         out = eng.infer(np.full((40, 64, 3), 5, np.uint8), W, 1.0).output
         assert np.all(out == 250)  # the frame re-ran on the FP32 engine: no garbage returned
+        assert long_calls == [FALLBACK_BUILD_S]  # the watchdog was told before the (re)build
         assert eng.precision == "fp32" and eng.counters["nonfinite_frames"] == 1 and eng.counters["fp32_fallbacks"] == 1
         eng.infer(np.full((40, 64, 3), 5, np.uint8), W, 1.0)
     assert (tmp_path / "tiny.fp32.plan").is_file()
