@@ -132,7 +132,11 @@ def configure(builder: trt.Builder, profile: Profile, timing_cache: bytes) -> tr
     opt.set_shape("frame", lo, mid, hi)
     config.add_optimization_profile(opt)
     cache = config.create_timing_cache(timing_cache)
-    config.set_timing_cache(cache, False)
+    if cache is None or not config.set_timing_cache(cache, False):
+        # Another GPU's, CUDA's or TensorRT's cache (a GPU swap or an upgrade, which also make the
+        # plan stale): TensorRT refuses it. Start a fresh one; the build overwrites the file.
+        log.warning("the TensorRT timing cache (%d bytes) is from another GPU or TensorRT version; starting a new one", len(timing_cache))
+        config.set_timing_cache(config.create_timing_cache(b""), False)
     monitor = progress_monitor()
     if monitor is not None:
         config.progress_monitor = monitor
@@ -158,7 +162,10 @@ def build_plan(onnx_path: Path, profile: Profile, timing_cache_path: Path) -> by
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineBuildError(f"TensorRT could not build an engine from {onnx_path} (see the tensorrt log lines above)")
-    atomic_write(timing_cache_path, bytes(config.get_timing_cache().serialize()))
+    try:
+        atomic_write(timing_cache_path, bytes(config.get_timing_cache().serialize()))
+    except OSError as e:  # only makes the next build slower
+        log.warning("cannot save the TensorRT timing cache to %s: %s", timing_cache_path, e)
     data = bytes(plan)
     del parser  # the parser owns weights the network refers to until the build is done
     log.info("built %s engine in %.1f s, %.1f MB", onnx_path.name, time.monotonic() - t0, len(data) / 1e6)

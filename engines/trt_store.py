@@ -113,8 +113,11 @@ def _build_and_store(runtime: trt.Runtime, spec: EngineSpec, paths: EnginePaths,
     actual_io = engine_io(engine)
     if not io_matches(actual_io, expected["io"]):
         raise ModelError(f"{spec.source_onnx()}: engine I/O {actual_io} is not the stylecast contract {expected['io']}")
-    atomic_write(paths.plan, plan)
     built = {"plan_sha256": hashlib.sha256(plan).hexdigest(), "plan_bytes": len(plan),
              "build_seconds": round(time.monotonic() - t0, 1), "built_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    atomic_write(paths.manifest, manifest_json({**expected, "io": actual_io, **built}))  # after the plan: a crash between leaves a sha mismatch → rebuild
+    try:
+        atomic_write(paths.plan, plan)
+        atomic_write(paths.manifest, manifest_json({**expected, "io": actual_io, **built}))  # after the plan: a crash between leaves a sha mismatch → rebuild
+    except OSError as e:  # the engine works; only the next start pays for the build again
+        log.warning("cannot cache the TensorRT engine in %s (%s); running it uncached, so the next start builds it again", paths.plan.parent, e)
     return engine

@@ -98,3 +98,24 @@ def test_fake_names_exist_in_tensorrt_stubs() -> None:
         own -= {"name", "value", "shapes", "profiles", "io", "profile", "data"}  # the fakes' own bookkeeping
         missing = {k for k in own if k not in stubs[name] and not k.isupper()}
         assert not missing, f"fake {name} has {missing}, which tensorrt.{name} does not"
+
+
+def test_a_timing_cache_from_another_gpu_is_replaced_not_fatal(monkeypatch: pytest.MonkeyPatch, fp16_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    calls: list[str] = []
+    trt = make_tensorrt(calls)
+    trt._state["timing_cache_mismatch"] = True  # type: ignore[attr-defined]
+    install(monkeypatch, trt)
+    (tmp_path / "m.timing").write_bytes(b"old-gpu")
+    caplog.set_level("WARNING", "engines")
+    assert build_plan(fp16_onnx, DEFAULT_PROFILE, tmp_path / "m.timing").startswith(b"FAKEPLAN")
+    assert "IBuilderConfig.create_timing_cache(b'old-gpu')" in calls and "IBuilderConfig.create_timing_cache(b'')" in calls
+    assert (tmp_path / "m.timing").read_bytes() == b"+timed"  # the refused cache is overwritten by the new one
+    assert any("another GPU" in r.message for r in caplog.records)
+
+
+def test_an_unwritable_timing_cache_only_warns(monkeypatch: pytest.MonkeyPatch, fp16_onnx: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    install(monkeypatch, make_tensorrt([]))
+    (tmp_path / "file").write_text("not a folder")
+    caplog.set_level("WARNING", "engines")
+    assert build_plan(fp16_onnx, DEFAULT_PROFILE, tmp_path / "file" / "m.timing").startswith(b"FAKEPLAN")
+    assert any("cannot save the TensorRT timing cache" in r.message for r in caplog.records)

@@ -170,6 +170,14 @@ def test_non_finite_output_switches_to_fp32_and_is_counted(fakes: dict, tiny_mod
     assert fakes["drv"]._live["allocs"] == 0
 
 
+def test_an_unwritable_engine_cache_still_gives_a_working_engine(fakes: dict, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    (tmp_path / "file").write_text("not a folder")  # e.g. a read-only state directory
+    caplog.set_level(logging.WARNING, "engines")
+    with make(tiny_model, tmp_path / "file" / "engines") as eng:
+        assert np.all(eng.infer(np.full((40, 64, 3), 5, np.uint8), W, 1.0).output == 250)
+    assert any("running it uncached" in r.message for r in caplog.records)
+
+
 def test_no_gpu_is_backend_unavailable(monkeypatch: pytest.MonkeyPatch, tiny_model: Path, tmp_path: Path) -> None:
     install(monkeypatch, make_tensorrt([]), make_pycuda([], devices=0))
     from engines.tensorrt import probe

@@ -174,6 +174,8 @@ def make_tensorrt(calls: list[str], version: str = "10.13.0.35", strongly_typed_
 
         def set_timing_cache(self, cache: ITimingCache, ignore_mismatch: bool) -> bool:
             calls.append("IBuilderConfig.set_timing_cache")
+            if state.get("timing_cache_mismatch") and cache.data and not ignore_mismatch:
+                return False  # another GPU's or TensorRT's cache: TensorRT refuses it
             self._cache = cache
             return True
 
