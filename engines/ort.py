@@ -17,6 +17,14 @@ log = logging.getLogger(__name__)
 Provider = Literal["auto", "cpu", "cuda"]
 
 
+DEVICE_FAILURES = frozenset({"RuntimeException", "EPFail", "DeviceReset"})
+"""onnxruntime's exception classes (``onnxruntime.capi.onnxruntime_pybind11_state``) for a
+session that failed to start on its device (CUDA out of memory, no device, a reset): an
+EngineError, exit 1, which systemd restarts. Any other load failure (a missing, corrupt or
+unsupported model: NoSuchFile, InvalidProtobuf, InvalidGraph, Fail…) is a ModelError, exit 2,
+which it does not."""
+
+
 class OrtEngine(BaseEngine):
     """Runs the exported uint8 graph in an ``onnxruntime.InferenceSession``.
 
@@ -56,7 +64,9 @@ class OrtEngine(BaseEngine):
         providers = self._providers(ort.get_available_providers())
         try:
             self._session = ort.InferenceSession(str(self.model.onnx_path), so, providers=providers)
-        except Exception as e:  # onnxruntime raises its own untyped Fail/InvalidGraph exceptions
+        except Exception as e:  # onnxruntime raises its own exception classes, not a common base
+            if type(e).__name__ in DEVICE_FAILURES:  # the machine, not the model: worth a restart
+                raise EngineError(f"onnxruntime could not start {self.model.onnx_path} on {providers[0]}: {e}") from e
             raise ModelError(f"onnxruntime cannot load {self.model.onnx_path}: {e}") from e
         names = sorted(i.name for i in self._session.get_inputs())
         if names != ["frame", "strength", "style"]:

@@ -87,7 +87,7 @@ class Notifier:
             raise NotifyError(f"sd_notify to {self._address.lstrip(chr(0))!r} failed: {e}") from e
 
     def ready(self, status: str = "") -> None:
-        self.notify("READY=1", *([f"STATUS={status}"] if status else []))
+        self.notify("READY=1", *([f"STATUS={one_line(status)}"] if status else []))  # a newline would lose READY
 
     def status(self, text: str) -> None:
         self.notify(f"STATUS={one_line(text)}")

@@ -79,6 +79,21 @@ def test_corrupt_onnx_is_a_model_error(tiny_model: Path, tmp_path: Path) -> None
         engines.create_engine("onnxruntime", bad).open()
 
 
+def test_a_device_failure_at_load_is_an_engine_error_not_a_model_error(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CUDA out of memory while the session starts is the machine's state: exit 1 (restarted),
+    not the exit 2 of a bad model, which systemd does not restart."""
+    import onnxruntime as ort
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    def oom(*a: object, **k: object) -> None:
+        raise state.RuntimeException("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : CUDA failure 2: out of memory")
+
+    monkeypatch.setattr(ort, "InferenceSession", oom)
+    with pytest.raises(engines.EngineError, match="could not start") as info:
+        engines.create_engine("onnxruntime", tiny_model).open()
+    assert not isinstance(info.value, engines.ModelError)
+
+
 def test_ort_engine_lifecycle_and_shapes(tiny_model: Path) -> None:
     eng = engines.create_engine("onnxruntime", tiny_model, threads=1)
     assert isinstance(eng, engines.Engine)

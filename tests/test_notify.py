@@ -31,11 +31,11 @@ def test_notifier_path_and_abstract_socket(tmp_path: Path) -> None:
         try:
             with Notifier(name) as n:
                 assert n.enabled
-                n.ready("publishing")
+                n.ready("publishing,\nsource: cv2 error")  # e.g. a source error's text: READY must still go out
                 n.watchdog()
                 n.status("fps 30\n drops 0")  # newlines would split the assignment: folded
             listener.poll(0.5)
-            assert [m for _, m in listener.messages] == [{"READY": "1", "STATUS": "publishing"}, {"WATCHDOG": "1"}, {"STATUS": "fps 30 drops 0"}]
+            assert [m for _, m in listener.messages] == [{"READY": "1", "STATUS": "publishing, source: cv2 error"}, {"WATCHDOG": "1"}, {"STATUS": "fps 30 drops 0"}]
         finally:
             listener.close()
 
