@@ -110,6 +110,8 @@ class ServiceLoop:
                 log.warning("reload: %s changed; these need a restart (systemctl restart) to take effect", ", ".join(restart))
         except (ConfigError, ControlError) as e:
             log.error("reload: new config rejected, keeping the running one: %s", e)
+        except Exception:  # a reload must never end this thread: its pings keep systemd's watchdog fed
+            log.exception("reload failed, keeping the running config")
         if self.ready:  # before the first frame, READY still means "first frame out"
             self._send(n.ready, status_line(self.pipe.status()))
 

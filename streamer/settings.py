@@ -70,6 +70,8 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config: cannot read {path}: {e}") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config: {path} is not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:  # TOML is UTF-8; e.g. a comment saved in Latin-1
+        raise ConfigError(f"config: {path} is not UTF-8 text (byte {e.start}): save it as UTF-8") from e
     nested = [k for k, v in data.items() if isinstance(v, dict)]
     if nested:
         raise ConfigError(f"{nested[0]}: unknown table [{nested[0]}] in {path}; the config is a flat list of keys")

@@ -75,6 +75,13 @@ CASES: list[tuple[str, Callable[[Path, int], str], str, str]] = [
 ]
 
 
+def test_a_config_that_is_not_utf8_is_a_config_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "cam.toml"
+    cfg.write_bytes(b"# cam\xe9ra du hall\nwidth = 128\n")
+    assert cli.main(["serve", "--config", str(cfg), "--dry-run"]) == cli.EXIT_CONFIG
+    assert f"config: {cfg} is not UTF-8 text" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case, body, field, words", CASES, ids=[c[0] for c in CASES])
 def test_bad_config_names_the_field_and_starts_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str], case: str,
                                                       body: Callable[[Path, int], str], field: str, words: str) -> None:
@@ -167,6 +174,15 @@ def test_sighup_reloads_live_settings_and_names_the_rest(tmp_path: Path) -> None
         d.proc.send_signal(signal.SIGHUP)
         time.sleep(1.5)
         assert request(ctl, {"cmd": "status"}, timeout=10)["state"]["strength"] == 0.4
+        cfg.write_bytes(base.encode() + b"# cam\xe9ra\n")  # Latin-1, not UTF-8: rejected, and the next reload still works
+        d.proc.send_signal(signal.SIGHUP)
+        time.sleep(1.5)
+        cfg.write_text(base + "strength = 0.3\n")
+        d.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while request(ctl, {"cmd": "status"}, timeout=10)["state"]["strength"] != 0.3:
+            assert time.monotonic() < deadline, "a reload after a non-UTF-8 file was ignored"
+            time.sleep(0.1)
         assert d.proc.poll() is None
         assert d.stop() == 0
     finally:
@@ -177,3 +193,4 @@ def test_sighup_reloads_live_settings_and_names_the_rest(tmp_path: Path) -> None
     print(out)
     assert "reload: width changed; these need a restart" in out
     assert "reload: new config rejected, keeping the running one: strength: expected 0–1, got 7.0" in out
+    assert "is not UTF-8 text" in out
