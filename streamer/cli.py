@@ -185,10 +185,15 @@ def cmd_view(a: argparse.Namespace) -> int:
         from streamer.settings import check_port_free
 
         check_port_free("--http", host, port)  # in use: exit 2, as for serve and relay
+        from streamer.config import is_loopback
+
+        # as the daemon's own control socket: beyond loopback only when asked for, since the page has no login
+        allow_control = a.http_control if a.http_control is not None else is_loopback(f"tcp://{host}:{port}")
         stop = threading.Event()
         set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
-        print(f"stylecast: viewer on http://{host}:{port}/ (MJPEG at /stream.mjpg)", file=sys.stderr, flush=True)
-        serve_http(host, port, a.endpoint, a.control, topic, stop)
+        print(f"stylecast: viewer on http://{host}:{port}/ (MJPEG at /stream.mjpg{'' if allow_control else '; control off, see --http-control'})",
+              file=sys.stderr, flush=True)
+        serve_http(host, port, a.endpoint, a.control, topic, stop, allow_control)
         return EXIT_OK
     n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout)
     print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
@@ -551,6 +556,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=_positive_seconds, default=10.0, help="give up if no frame arrives for this many s")
     s.add_argument("--http", help="serve the stream as MJPEG + a control page on HOST:PORT (e.g. 127.0.0.1:8080)")
     s.add_argument("--control", default="tcp://127.0.0.1:5556", help="control endpoint the --http page talks to")
+    s.add_argument("--http-control", action=argparse.BooleanOptionalAction, default=None,
+                   help="let the --http page change the stream (default: only when --http is a loopback address; it has no login)")
     s.set_defaults(func=cmd_view)
 
     s = sub.add_parser("ctl", help="send a control request")
@@ -617,7 +624,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("width", int), ("blocks", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_temporal_branch", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("head_blur_taps", int), ("half_res", int), ("stroke_mlp", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_temporal_branch", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("head_blur_taps", int), ("in_blur_taps", int), ("half_res", int), ("stroke_mlp", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     s.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=None,
                    help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")
@@ -631,6 +638,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave a style image's flat background (clip-art flattened onto white) out of the style targets (default on)")
     s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
                    help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
+    s.add_argument("--head-lanczos", action=argparse.BooleanOptionalAction, default=None,
+                   help="upsample the head 4× with Lanczos-3, not bilinear: strokes keep their contrast as the camera moves")
     s.add_argument("--video", action="append", metavar="CLIP",
                    help="your own footage (repeat per clip): its frame pairs, with optical flow, train the temporal loss on real motion")
     s.add_argument("--video-share", type=float, help="share of steps that train on --video frame pairs instead of photos (default 0.5)")

@@ -4,7 +4,10 @@ browser, VLC, ffmpeg or OpenCV can watch it.
     GET  /             the page: the stream, style buttons, strength and stabilise sliders
     GET  /stream.mjpg  multipart/x-mixed-replace JPEG stream of frame.stylised (or overlay)
     GET  /state        the daemon's last meta.state message as JSON
-    POST /control      a control request (JSON, ≤ 4096 bytes), forwarded to the REP socket
+    POST /control      a control request (JSON, ≤ 4096 bytes), forwarded to the REP socket;
+                       only with ``Content-Type: application/json`` and no foreign ``Origin``
+                       (so another web page open in the browser cannot drive it), and only
+                       when control is allowed (by default: when bound to loopback)
 
 One subscriber thread keeps only the newest frame, JPEG-encoded once, for every HTTP client.
 """
@@ -73,7 +76,7 @@ button.on{background:#2a6;border-color:#2a6} label{margin-right:1em} #msg{color:
 <label>mode <select id="mode"><option>stylised</option><option>side_by_side</option><option>attention</option></select></label>
 <div id="msg"></div>
 <script>
-async function ctl(req){const r=await fetch('/control',{method:'POST',body:JSON.stringify(req)});const j=await r.json();
+async function ctl(req){const r=await fetch('/control',{method:'POST',headers:{'Content-Type':'application/json'},body:JSON.stringify(req)});const j=await r.json();
  document.getElementById('msg').textContent=j.ok?'':j.error; if(j.ok) show(j.state); return j;}
 function show(state){for(const b of document.querySelectorAll('#styles button')) b.className=(state.style[b.textContent]||0)>0.5?'on':'';
  document.getElementById('strength').value=state.strength; document.getElementById('mode').value=state.mode||'stylised';
@@ -89,7 +92,23 @@ init();
 """
 
 
-def make_handler(latest: LatestFrame, control: str, stop: threading.Event) -> type[BaseHTTPRequestHandler]:
+def control_refusal(headers: Any, allow_control: bool) -> str | None:
+    """Why a POST /control with these request headers is refused (None: it is not).
+
+    A cross-site form or ``fetch`` can POST text/plain without a CORS preflight, but not
+    application/json, and a browser always names the page's origin in ``Origin``: so requiring
+    the one and a same-host (or absent) other keeps pages on other sites from driving the daemon."""
+    if not allow_control:
+        return "control is off on this viewer (it is served beyond loopback, where anyone could use it; --http-control turns it on)"
+    if headers.get("Content-Type", "").split(";")[0].strip().lower() != "application/json":
+        return "Content-Type must be application/json"
+    origin = headers.get("Origin")
+    if origin is not None and origin.split("://", 1)[-1] != headers.get("Host", ""):
+        return f"requests from {origin} are not accepted"
+    return None
+
+
+def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow_control: bool = True) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "stylecast"
 
@@ -149,6 +168,10 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event) -> ty
             if self.path != "/control":
                 self._send(404, b"not found\n", "text/plain")
                 return
+            refused = control_refusal(self.headers, allow_control)
+            if refused:
+                self._send(403, json.dumps({"ok": False, "error": refused}).encode(), "application/json")
+                return
             try:
                 n = int(self.headers.get("Content-Length", "0"))
             except ValueError:
@@ -165,10 +188,11 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event) -> ty
     return Handler
 
 
-def serve_http(host: str, port: int, endpoint: str, control: str, topic: str, stop: threading.Event) -> None:
-    """Serve until ``stop`` is set. Binds before returning control to the subscriber thread."""
+def serve_http(host: str, port: int, endpoint: str, control: str, topic: str, stop: threading.Event, allow_control: bool = True) -> None:
+    """Serve until ``stop`` is set. Binds before returning control to the subscriber thread.
+    ``allow_control``: forward POST /control at all (the CLI's default: only on loopback)."""
     latest = LatestFrame()
-    httpd = ThreadingHTTPServer((host, port), make_handler(latest, control, stop))
+    httpd = ThreadingHTTPServer((host, port), make_handler(latest, control, stop, allow_control))
     httpd.daemon_threads = True
     sub = threading.Thread(target=subscribe_loop, args=(endpoint, topic, latest, stop), name="stylecast-http-sub", daemon=True)
     sub.start()

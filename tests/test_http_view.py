@@ -47,10 +47,20 @@ def test_opencv_reads_the_mjpeg_stream_and_the_page_controls_the_daemon(tiny_mod
                 assert r.status == 200 and r.headers["Content-Type"].startswith(ctype) and r.read() == b""
         state = json.loads(_get(f"{base}/state"))
         assert state["styles"] == ["style_a", "style_b"]
-        req = urllib.request.Request(f"{base}/control", data=json.dumps({"cmd": "set_style", "style": "style_b"}).encode(), method="POST")
+        body = json.dumps({"cmd": "set_style", "style": "style_b"}).encode()
+        req = urllib.request.Request(f"{base}/control", data=body, method="POST", headers={"Content-Type": "application/json", "Origin": base})
         reply = json.loads(_get(req))
         assert reply["ok"] and reply["state"]["style"]["style_b"] == 1.0
-        big = urllib.request.Request(f"{base}/control", data=b"x" * 5000, method="POST")
+        # what a page on another site can send without a CORS preflight, or with a foreign Origin: refused
+        for headers in ({"Content-Type": "text/plain"}, {"Content-Type": "application/json", "Origin": "http://evil.example"}):
+            with pytest.raises(urllib.error.HTTPError) as e:
+                _get(urllib.request.Request(f"{base}/control", data=json.dumps({"cmd": "set_strength", "value": 0.1}).encode(), method="POST", headers=headers))
+            assert e.value.code == 403
+            e.value.close()
+        from streamer.client import request
+
+        assert request(cfg.control, {"cmd": "status"}, timeout=10)["state"]["strength"] == 1.0  # not 0.1
+        big = urllib.request.Request(f"{base}/control", data=b"x" * 5000, method="POST", headers={"Content-Type": "application/json"})
         with pytest.raises(urllib.error.HTTPError) as e:
             _get(big)
         assert e.value.code == 413
@@ -61,3 +71,14 @@ def test_opencv_reads_the_mjpeg_stream_and_the_page_controls_the_daemon(tiny_mod
         pipe.stop()
         runner.join(30)
     assert not http.is_alive()
+
+
+def test_control_refusal_rules() -> None:
+    from streamer.http_view import control_refusal
+
+    ok = {"Content-Type": "application/json; charset=utf-8", "Host": "10.0.0.5:8080", "Origin": "http://10.0.0.5:8080"}
+    assert control_refusal(ok, True) is None
+    assert control_refusal({k: v for k, v in ok.items() if k != "Origin"}, True) is None  # curl, scripts
+    assert "off on this viewer" in (control_refusal(ok, False) or "")
+    assert "Content-Type" in (control_refusal({**ok, "Content-Type": "text/plain"}, True) or "")
+    assert "not accepted" in (control_refusal({**ok, "Origin": "https://10.0.0.5:8080.evil.example"}, True) or "")
