@@ -7,9 +7,9 @@ engine:``. Open, use and close an engine on one thread: GPU backends bind a CUDA
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from collections.abc import Callable
 from typing import Protocol, Self, runtime_checkable
 
 import numpy as np
