@@ -93,10 +93,11 @@ def _serve_config(a: argparse.Namespace) -> Any:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from streamer.config import validate
-    from streamer.daemon import serve
+    from streamer.daemon import model_info, serve
 
     cfg = validate(_serve_config(a))
     if a.dry_run:
+        model_info(cfg)  # the sidecar and the style too: what serve would refuse, dry-run refuses
         print(json.dumps(cfg.to_dict(), indent=2))
         return EXIT_OK
     from streamer.service import Reloader

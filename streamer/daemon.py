@@ -59,6 +59,15 @@ def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:
     return cfg.backend, {"threads": cfg.threads}
 
 
+def model_info(cfg: ServeConfig) -> engines.ModelInfo:
+    """The model's sidecar, checked against ``cfg.style``; ModelError (exit 2) if either is wrong.
+    What ``serve --dry-run`` checks beyond ``validate``, without starting anything."""
+    info = engines.load_model_info(cfg.model_path)
+    if cfg.style and cfg.style not in info.styles:
+        raise engines.ModelError(f"style: {cfg.style!r} is not in the model; available: {list(info.styles)}")
+    return info
+
+
 def build_pipeline(cfg: ServeConfig, stats: Stats | None = None, ctx: zmq.Context[Any] | None = None) -> Pipeline:
     validate(cfg)
     curve = None
@@ -66,9 +75,7 @@ def build_pipeline(cfg: ServeConfig, stats: Stats | None = None, ctx: zmq.Contex
         from streamer.security import load_server_keys
 
         curve = load_server_keys(cfg.curve_server_key, cfg.curve_clients_dir)
-    info = engines.load_model_info(cfg.model_path)
-    if cfg.style and cfg.style not in info.styles:
-        raise engines.ModelError(f"style: {cfg.style!r} is not in the model; available: {list(info.styles)}")
+    info = model_info(cfg)
     name, options = resolve_backend(cfg)
     engines.backend_class(name)  # import now, so a missing runtime fails before threads start
 

@@ -52,6 +52,17 @@ def test_dry_run_prints_resolved_config(tiny_model: Path) -> None:
     assert resolved["width"] == 320 and resolved["model"] == str(tiny_model)
 
 
+def test_dry_run_refuses_what_serve_would_refuse(tiny_model: Path, tmp_path: Path) -> None:
+    """systemd/example.toml tells users to check a config with --dry-run: a style the model does
+    not have, or a model without its sidecar, must fail there (exit 2), not at the real start."""
+    out = _cli("serve", "--model", str(tiny_model), "--style", "nope", "--dry-run")
+    assert out.returncode == 2 and "style: 'nope' is not in the model" in out.stderr, out.stderr
+    bare = tmp_path / "bare.onnx"
+    bare.write_bytes(tiny_model.read_bytes())
+    out = _cli("serve", "--model", str(bare), "--dry-run")
+    assert out.returncode == 2 and "sidecar" in out.stderr, out.stderr
+
+
 def test_bad_config_exits_2_with_field(tiny_model: Path) -> None:
     out = _cli("serve", "--model", str(tiny_model), "--strength", "3")
     assert out.returncode == 2 and "strength:" in out.stderr
