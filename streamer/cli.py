@@ -142,11 +142,14 @@ def _client_keys(server_key: str | None, client_key: str | None) -> Any:
 
 
 def cmd_relay(a: argparse.Namespace) -> int:
-    from streamer.config import ConfigError, parse_host_port
+    from streamer.config import ConfigError, check_endpoint, parse_host_port
     from streamer.relay import Relay
     from streamer.security import CurveKeyError, load_server_keys
     from streamer.settings import check_port_free
 
+    for ep in a.frontend:  # as view and ctl do: libzmq's bare EINVAL, or a port 99999 it accepts, otherwise
+        check_endpoint("--frontend", ep)
+    check_endpoint("--backend", a.backend)
     backend_keys = None
     try:
         if a.curve_server_key or a.curve_clients_dir:
@@ -155,9 +158,10 @@ def cmd_relay(a: argparse.Namespace) -> int:
         raise ConfigError(str(e)) from e
     if a.backend.startswith("tcp://"):
         try:
-            check_port_free("backend", *parse_host_port(a.backend[len("tcp://"):]))
+            host, port = parse_host_port(a.backend[len("tcp://"):])
         except ValueError as e:
-            raise ConfigError(f"backend: {e}") from e
+            raise ConfigError(f"--backend: {e}") from e
+        check_port_free("--backend", host, port)  # a ConfigError (a ValueError) of its own: not re-prefixed
     relay = Relay(a.frontend, a.backend, backend_keys, _client_keys(a.upstream_server_key, a.client_key))
     stop = threading.Event()
     set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
@@ -579,7 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--strength", type=_unit_interval, default=1.0, help="0 = the input, 1 = full style")
     s.add_argument("--attention", help="also write the attention map (images only)")
     s.add_argument("--stabilise", type=float, default=DEFAULT_HISTORY, help=f"videos: history weight of the stabiliser, 0 = off (default {DEFAULT_HISTORY}, as the daemon)")
-    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--threads", type=_bounded(int, 0, 256), default=0, help="inference threads (0 = one per core)")
     s.set_defaults(func=cmd_stylize)
 
     s = sub.add_parser("contact-sheet", help="rows = photos, columns = styles, through the ONNX Runtime engine")
@@ -589,14 +593,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cell-width", type=int, default=320)
     s.add_argument("--cell-height", type=int, default=184)
     s.add_argument("--attention", action="store_true", help="add each style's attention map as a column")
-    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--threads", type=_bounded(int, 0, 256), default=0, help="inference threads (0 = one per core)")
     s.set_defaults(func=cmd_contact_sheet)
 
     s = sub.add_parser("bench", help="measure the pipeline on the demo source")
     s.add_argument("--source", default="demo")
     s.add_argument("--model", default="")
     s.add_argument("--backend", default="auto")
-    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--threads", type=_bounded(int, 0, 256), default=0, help="inference threads (0 = one per core)")
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--height", type=int, default=360)
     s.add_argument("--fps", type=float, default=30.0, help="demo pacing (a camera's rate); raise it to measure throughput, at the cost of capture CPU")
@@ -672,7 +676,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--width", type=int, default=640)
     s.add_argument("--height", type=int, default=360)
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--threads", type=int, default=0)
+    s.add_argument("--threads", type=_bounded(int, 0, 256), default=0, help="inference threads (0 = one per core)")
     s.add_argument("--json", help="write the report here")
     s.set_defaults(func=cmd_evaluate)
 

@@ -112,3 +112,30 @@ def test_curve_relay(tmp_path: Path) -> None:
     assert not term.is_alive(), "the relay left a socket open"
     with socket.socket() as s:  # the relay let go of its port
         s.bind(("127.0.0.1", int(backend.rsplit(":", 1)[1])))
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--frontend", "foo", "--backend", "tcp://127.0.0.1:1"], "--frontend: expected tcp://HOST:PORT"),
+    (["--frontend", "tcp://127.0.0.1:99999", "--backend", "tcp://127.0.0.1:1"], "--frontend: port must be 1–65535"),
+    (["--frontend", "tcp://127.0.0.1:5555", "--backend", "bar"], "--backend: expected tcp://HOST:PORT"),
+])
+def test_relay_endpoints_are_checked_like_view_and_ctl(args: list[str], words: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamer import cli
+
+    assert cli.main(["relay", *args]) == cli.EXIT_CONFIG
+    assert words in capsys.readouterr().err
+
+
+def test_relay_backend_port_in_use_is_named_once(capsys: pytest.CaptureFixture[str]) -> None:
+    from streamer import cli
+
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    try:
+        port = busy.getsockname()[1]
+        assert cli.main(["relay", "--frontend", "tcp://127.0.0.1:5555", "--backend", f"tcp://127.0.0.1:{port}"]) == cli.EXIT_CONFIG
+    finally:
+        busy.close()
+    err = capsys.readouterr().err
+    assert "--backend: 127.0.0.1:" in err and "backend: --backend" not in err and err.count("backend:") == 1, err
