@@ -10,7 +10,7 @@ import numpy as np
 
 from engines import BaseEngine
 from streamer.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, atomic_output, check_output, write_image
-from streamer.sources import normalise_frame
+from streamer.sources import normalise_frame, read_past_bad_frames
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig, Stabiliser
 
 log = logging.getLogger(__name__)
@@ -57,15 +57,16 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
     if not cap.isOpened():
         raise OfflineError(f"cannot open video {src}")
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
-    n = 0
+    n = skipped = 0
     with atomic_output(dst) as tmp:
         writer: cv2.VideoWriter | None = None
         try:
             while True:
-                ok, frame = cap.read()
-                if not ok:
+                got, failed = read_past_bad_frames(cap)
+                if got is None:
                     break
-                frame = normalise_frame(frame)
+                skipped += failed
+                frame = normalise_frame(got)
                 res = engine.infer(frame, w, strength)
                 out = stabiliser(frame, res.output, res.attention)[0]
                 if writer is None:
@@ -81,5 +82,7 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
                 writer.release()
         if n == 0:
             raise OfflineError(f"no frames could be read from {src}")
+    if skipped:
+        log.warning("%s: %d unreadable frame(s) skipped", src, skipped)
     return n
 

@@ -62,6 +62,21 @@ class SourceSpec:
 
 MAX_WEBCAM_INDEX = 4095
 
+BAD_FRAME_RETRIES = 8
+"""A video file's read that fails is followed by up to this many more before it counts as the
+end of the file: OpenCV reports a frame it cannot decode (a corrupt JPEG in an MJPG file) just as
+it reports the end, and the frames after it decode fine."""
+
+
+def read_past_bad_frames(cap: cv2.VideoCapture, retries: int = BAD_FRAME_RETRIES) -> tuple[U8 | None, int]:
+    """The next frame of a video file [H, W, C] (as OpenCV returns it; owned by the caller) and
+    how many reads failed before it; (None, n) at the end of the file, after n failed reads."""
+    for failed in range(retries + 1):
+        ok, frame = cap.read()
+        if ok and frame is not None:
+            return cast(U8, frame), failed
+    return None, retries + 1
+
 
 def webcam_index(target: str) -> int:
     """``"2"`` or ``"/dev/video2"`` → 2."""
@@ -158,6 +173,7 @@ class CvSource:
         self._next = 0.0
         self._since_loop = 0  # frames read since the file was (re)started: a loop at 1 means a one-frame file
         self._last: U8 | None = None  # the frame read last (a reference, as OpenCV returned it)
+        self._ahead: U8 | None = None  # a file's frame read past unreadable ones, handed out next
         self._still: U8 | None = None  # that frame: a still image or a one-frame clip, not decoded again
 
     def __enter__(self) -> Self:
@@ -203,18 +219,38 @@ class CvSource:
             raise SourceError("source is not open")
         if self._still is not None:
             return self._still.copy()  # a copy: the caller owns each frame it is given
+        if self.spec.kind == "file":
+            return self._read_file(cap)
         ok, frame = cap.read()
-        if not ok and self.spec.kind == "file":
-            if self._since_loop == 1 and self._last is not None:  # the file holds one frame (a still image does not even seek back)
-                self._still = normalise_frame(self._last)
-                return self._still.copy()
-            cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop
-            self._since_loop = 0
-            ok, frame = cap.read()
         if not ok or frame is None:
             raise SourceError(f"{self.spec.kind} source {self.spec.target!r} returned no frame")
         self._since_loop += 1
         self._last = cast(U8, frame)
+        return normalise_frame(frame)
+
+    def _read_file(self, cap: cv2.VideoCapture) -> U8:
+        """The next frame of a file, looping at its end. Unreadable frames inside it are skipped
+        with one FrameError (the pipeline counts it in ``invalid_frames``), the frame after them
+        is handed out on the next call; a file of one frame is decoded once."""
+        if self._ahead is not None:
+            frame, self._ahead = self._ahead, None
+        else:
+            got, failed = read_past_bad_frames(cap)
+            if got is not None and failed:
+                self._ahead = got
+                raise FrameError(f"file source {self.spec.target!r}: {failed} unreadable frame(s) skipped")
+            if got is None:  # the end
+                if self._since_loop == 1 and self._last is not None:  # the file holds one frame (a still image does not even seek back)
+                    self._still = normalise_frame(self._last)
+                    return self._still.copy()
+                cap.set(cv2.CAP_PROP_POS_FRAMES, 0)  # loop
+                self._since_loop = 0
+                got, _ = read_past_bad_frames(cap)
+                if got is None:
+                    raise SourceError(f"file source {self.spec.target!r} returned no frame")
+            frame = got
+        self._since_loop += 1
+        self._last = frame
         return normalise_frame(frame)
 
     def pace(self) -> None:

@@ -96,3 +96,47 @@ def test_rtsp_latency_options_reach_only_the_rtsp_open(monkeypatch: pytest.Monke
     with ffmpeg_capture_options(LOW_LATENCY_FFMPEG_OPTIONS):
         assert os.environ[FFMPEG_OPTIONS_ENV] == "rtsp_transport;udp"
     assert os.environ[FFMPEG_OPTIONS_ENV] == "rtsp_transport;udp"
+
+
+def mjpg_with_bad_frames(path: Path, n: int, bad: set[int]) -> Path:
+    """An MJPG AVI of ``n`` flat frames, frame i at grey level 5·i, with the JPEGs of ``bad``
+    overwritten by zeros in place (OpenCV then fails those reads and decodes the rest)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), 30, (64, 48))
+    for i in range(n):
+        w.write(np.full((48, 64, 3), 5 * i, np.uint8))
+    w.release()
+    data = bytearray(path.read_bytes())
+    starts = [i for i in range(len(data) - 2) if data[i:i + 3] == b"\xff\xd8\xff"]  # JPEG SOI + a marker
+    assert len(starts) == n
+    for k in bad:
+        end = data.index(b"\xff\xd9", starts[k]) + 2
+        data[starts[k]:end] = bytes(end - starts[k])
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("bad", [{1}, {20}])
+def test_an_unreadable_frame_inside_a_file_is_skipped_not_taken_for_its_end(tmp_path: Path, bad: set[int]) -> None:
+    """It was taken for the end: a bad second frame made the file a one-frame still (the stream
+    froze), a bad frame in the middle cut the loop there, and nothing was counted."""
+    clip = mjpg_with_bad_frames(tmp_path / "bad.avi", 40, bad)
+    got: list[int | str] = []
+    with open_source(SourceSpec("file", str(clip)), (64, 48), 30) as src:
+        for _ in range(50):
+            try:
+                got.append(round(float(src.read().mean()) / 5))
+            except FrameError:
+                got.append("skipped")  # one FrameError per unreadable frame: the pipeline counts it
+    one_pass: list[int | str] = ["skipped" if i in bad else i for i in range(40)]
+    assert got == (one_pass * 2)[:50]  # every other frame, in order, and then it loops
+
+
+def test_stylize_skips_an_unreadable_frame_and_says_so(tmp_path: Path, tiny_model: Path, caplog: pytest.LogCaptureFixture) -> None:
+    import engines
+    from streamer.offline import stylize_file
+
+    clip = mjpg_with_bad_frames(tmp_path / "bad.avi", 40, {20})
+    caplog.set_level("WARNING", "streamer")
+    with engines.create_engine("onnxruntime", tiny_model, threads=1) as eng:
+        n = stylize_file(eng, clip, tmp_path / "out.avi", [1.0, 0.0], 1.0)
+    assert n == 39 and any("1 unreadable frame(s) skipped" in r.message for r in caplog.records)
