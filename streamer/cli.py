@@ -20,7 +20,7 @@ import numpy as np
 
 from streamer import __version__
 from streamer.controls import ControlError
-from streamer.signals import set_on_signal
+from streamer.signals import set_on_signal, terminate_as_interrupt
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig
 
 log = logging.getLogger("stylecast")
@@ -200,6 +200,13 @@ def cmd_view(a: argparse.Namespace) -> int:
               file=sys.stderr, flush=True)
         serve_http(host, port, a.endpoint, a.control, topic, stop, allow_control)
         return EXIT_OK
+    if a.out:  # before subscribing: a bad path was only found once a frame arrived, as exit 1
+        from streamer.outputs import VIDEO_SUFFIXES, check_output
+
+        check_output(Path(a.out), VIDEO_SUFFIXES, "--out")
+        if not Path(a.out).resolve().parent.is_dir():
+            raise ConfigError(f"--out: folder {Path(a.out).parent} does not exist")
+        terminate_as_interrupt()  # SIGTERM closes the file (its index is written last), as Ctrl-C does
     n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout)
     print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
     return EXIT_OK
@@ -296,6 +303,7 @@ def cmd_stylize(a: argparse.Namespace) -> int:
     from streamer.offline import check_stylize_paths, stylize_file
 
     check_stylize_paths(Path(a.input), Path(a.output), Path(a.attention) if a.attention else None)  # before the engine loads
+    terminate_as_interrupt()  # SIGTERM removes the partial output, as Ctrl-C does
     model = Path(a.model) if a.model else default_model_path()
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
         styles = eng.model.styles
@@ -557,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5555")
     s.add_argument("--topic", choices=["stylised", "overlay"], default="stylised")
     s.add_argument("--out", help="write frames to this .mp4 (mp4v) or .avi (MJPG) instead of a window")
-    s.add_argument("--frames", type=int, default=0, help="stop after N frames (0 = until closed)")
+    s.add_argument("--frames", type=_bounded(int, 0), default=0, help="stop after N frames (0 = until closed)")
     s.add_argument("--timeout", type=_positive_seconds, default=10.0, help="give up if no frame arrives for this many s")
     s.add_argument("--http", help="serve the stream as MJPEG + a control page on HOST:PORT (e.g. 127.0.0.1:8080)")
     s.add_argument("--control", default="tcp://127.0.0.1:5556", help="control endpoint the --http page talks to")

@@ -34,3 +34,15 @@ def set_on_signal(event: threading.Event, *signals: signal.Signals) -> None:
 
     for sig in signals:
         signal.signal(sig, handler)
+
+
+def terminate_as_interrupt() -> None:
+    """From now on SIGTERM raises KeyboardInterrupt on the main thread, as Ctrl-C does, so a
+    one-shot command (``view --out``, ``stylize``) under ``timeout`` or a service manager closes
+    its output as it does on Ctrl-C: without it the process died with a file that had no index
+    (an mp4 without its moov atom) or a ``.partial`` temp file left behind."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)

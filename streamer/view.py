@@ -33,13 +33,56 @@ def fit(img: U8, size: tuple[int, int]) -> U8:
     return out
 
 
+FPS_PROBE = 10
+"""Frames ``view --out`` reads before it opens the file, to measure the stream's rate."""
+
+
+def stream_fps(t_capture: list[float], default: float = 25.0) -> float:
+    """Frames per second of frames captured at ``t_capture`` (Unix s, in order), clamped to
+    1–240; ``default`` with fewer than two distinct times. The file plays back at this rate, so
+    a 10 fps daemon's recording does not play 2.5× fast at a fixed 25."""
+    if len(t_capture) < 2 or t_capture[-1] <= t_capture[0]:
+        return default
+    return float(min(240.0, max(1.0, (len(t_capture) - 1) / (t_capture[-1] - t_capture[0]))))
+
+
 def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: float) -> int:
     """Show (or write to ``out``) frames of ``topic``; stop after ``frames`` (0 = until closed /
     interrupted). Returns the number of frames shown or written. The file keeps its first frame's
-    size: later frames of another size (``ctl mode side_by_side``) are fitted into it (``fit``).
-    Raises ViewError if no frame arrives within ``timeout`` seconds."""
+    size: later frames of another size (``ctl mode side_by_side``) are fitted into it (``fit``),
+    and its frame rate is the stream's, from the capture times of its first ``FPS_PROBE``
+    frames (``stream_fps``). Raises ViewError if no frame arrives within ``timeout`` seconds."""
     writer: cv2.VideoWriter | None = None
     n, t_first, size, refitted = 0, 0.0, (0, 0), False
+    pending: list[tuple[U8, float]] = []  # frames held until the rate is known (copies: ``msg.image`` is the receive buffer)
+
+    def write(img: U8) -> None:
+        nonlocal refitted
+        assert writer is not None
+        if (img.shape[1], img.shape[0]) != size:
+            if not refitted:
+                log.warning("frames changed size from %dx%d to %dx%d (e.g. 'ctl mode side_by_side'); "
+                            "fitting them into the file's %dx%d", *size, img.shape[1], img.shape[0], *size)
+                refitted = True
+            img = fit(img, size)
+        writer.write(img)  # a frame of another size would be dropped by VideoWriter without a word
+
+    def open_writer() -> None:
+        nonlocal writer, t_first, size
+        assert out is not None and pending
+        first = pending[0][0]
+        fps = stream_fps([t for _, t in pending])
+        fourcc = cv2.VideoWriter.fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
+        w = cv2.VideoWriter(str(out), fourcc, fps, (first.shape[1], first.shape[0]))
+        if not w.isOpened():
+            w.release()
+            raise ViewError(f"cannot write video {out} (use .mp4 or .avi)")
+        writer, t_first, size = w, time.monotonic(), (first.shape[1], first.shape[0])
+        log.info("writing %s at %.1f fps (the stream's rate)", out, fps)
+        for img, _ in pending:
+            write(img)
+        pending.clear()
+
     with Subscriber(endpoint, topics=[topic + "\x00"], conflate=True) as sub:
         try:
             while frames == 0 or n < frames:
@@ -51,19 +94,11 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
                 img = msg.image
                 if out is not None:
                     if writer is None:
-                        fourcc = cv2.VideoWriter.fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
-                        writer = cv2.VideoWriter(str(out), fourcc, 25.0, (img.shape[1], img.shape[0]))
-                        if not writer.isOpened():
-                            raise ViewError(f"cannot write video {out} (use .mp4 or .avi)")
-                        t_first = time.monotonic()
-                        size = (img.shape[1], img.shape[0])
-                    if (img.shape[1], img.shape[0]) != size:
-                        if not refitted:
-                            log.warning("frames changed size from %dx%d to %dx%d (e.g. 'ctl mode side_by_side'); "
-                                        "fitting them into the file's %dx%d", *size, img.shape[1], img.shape[0], *size)
-                            refitted = True
-                        img = fit(img, size)
-                    writer.write(img)  # a frame of another size would be dropped by VideoWriter without a word
+                        pending.append((img.copy(), msg.frame.t_capture if msg.frame is not None else time.time()))
+                        if len(pending) >= FPS_PROBE:
+                            open_writer()
+                    else:
+                        write(img)
                 else:
                     try:
                         cv2.imshow(f"stylecast {topic}", img)
@@ -73,7 +108,14 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
                         raise ViewError("this OpenCV build has no window support (opencv-python-headless); "
                                         "use --out FILE.mp4, or pip install opencv-python") from e
                 n += 1
+            if pending:  # fewer frames than the probe: written now, at the rate they give
+                open_writer()
         finally:
+            if writer is None and pending:  # interrupted (Ctrl-C, SIGTERM) before the probe filled: keep what came
+                try:
+                    open_writer()
+                except ViewError as e:
+                    log.error("%s", e)
             if writer is not None:
                 writer.release()
                 log.info("wrote %d frames to %s in %.1f s (gaps %d)", n, out, time.monotonic() - t_first, sub.counters.gaps)

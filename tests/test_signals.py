@@ -10,6 +10,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -74,3 +75,21 @@ def test_a_signal_for_another_event_inside_a_handler_is_not_lost() -> None:
     child = edit(child, "waiter.start()\nos.kill(os.getpid(), signal.SIGTERM)", "waiter.start()\nos.kill(os.getpid(), signal.SIGHUP)")  # the first is SIGHUP
     r = subprocess.run([sys.executable, "-c", child, "safe"], capture_output=True, text=True, timeout=30)
     assert r.returncode == 0 and r.stdout.strip() == "stopped", r.stdout + r.stderr
+
+
+def test_terminate_as_interrupt_raises_keyboard_interrupt() -> None:
+    """stylize and view --out clean up on KeyboardInterrupt (atomic_output, the writer's release):
+    SIGTERM must take the same path."""
+    import os
+    import signal
+
+    from streamer.signals import terminate_as_interrupt
+
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        terminate_as_interrupt()
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1.0)  # the handler runs between bytecodes, well before this ends
+    finally:
+        signal.signal(signal.SIGTERM, before)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -58,4 +61,90 @@ def test_a_size_change_mid_recording_keeps_every_frame(tmp_path: Path) -> None:
     assert n == 30
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
     assert (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))) == (64, 48)
+    cap.release()
+
+
+def _publish(endpoint: str, stop: threading.Event, fps: float, frames: int = 400) -> threading.Thread:
+    pub = zmq.Context.instance().socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    pub.bind(endpoint)
+
+    def send() -> None:
+        try:
+            time.sleep(0.5)
+            t0 = time.time()
+            for i in range(1, frames):
+                if stop.is_set():
+                    return
+                img = np.full((48, 64, 3), 100, np.uint8)
+                t = t0 + i / fps  # capture times of a camera at this rate, sent faster than real time
+                h = wire.FrameHeader(seq=i, t_capture=t, t_publish=t, shape=img.shape, encoding="raw",  # type: ignore[arg-type]
+                                     style={"a": 1.0}, strength=1.0)
+                pub.send(wire.encode_frame(wire.TOPIC_STYLISED, h, img.tobytes()))
+                time.sleep(0.01)
+        finally:
+            pub.close(0)
+
+    t = threading.Thread(target=send)
+    t.start()
+    return t
+
+
+def test_a_recording_plays_at_the_streams_rate(tmp_path: Path) -> None:
+    """It was always 25 fps: a 10 fps daemon's recording played 2.5× fast."""
+    from streamer.view import stream_fps
+
+    assert stream_fps([0.0, 0.1, 0.2, 0.3]) == pytest.approx(10.0)
+    assert stream_fps([5.0]) == 25.0 and stream_fps([1.0, 1.0]) == 25.0 and stream_fps([0.0, 1e-6]) == 240.0
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    stop = threading.Event()
+    t = _publish(endpoint, stop, fps=10.0)
+    out = tmp_path / "v.avi"
+    try:
+        n = view(endpoint, wire.TOPIC_STYLISED, out, 20, 10.0)
+    finally:
+        stop.set()
+        t.join()
+    cap = cv2.VideoCapture(str(out))
+    assert n == 20 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
+    assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, rel=0.05)
+    cap.release()
+
+
+def test_view_out_is_checked_before_subscribing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from streamer import cli
+
+    nothing = f"tcp://127.0.0.1:{free_tcp_port()}"  # no daemon: the path must be refused first, at once
+    for out, words in ((tmp_path / "x.txt", "must end in one of"), (tmp_path / "no" / "x.mp4", "does not exist")):
+        assert cli.main(["view", "--endpoint", nothing, "--out", str(out), "--timeout", "30"]) == cli.EXIT_CONFIG
+        assert words in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(["view", "--out", str(tmp_path / "x.mp4"), "--frames", "-1"])
+    assert e.value.code == 2
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM"), reason="POSIX signals")
+def test_sigterm_closes_the_recording(tmp_path: Path) -> None:
+    """SIGTERM (timeout, a service manager) killed view --out with an mp4 that had no index."""
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    stop = threading.Event()
+    t = _publish(endpoint, stop, fps=30.0, frames=100000)
+    out = tmp_path / "v.mp4"
+    proc = subprocess.Popen([sys.executable, "-m", "streamer", "view", "--endpoint", endpoint, "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not (out.exists() and out.stat().st_size > 0):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
+    finally:
+        stop.set()
+        t.join()
+        if proc.poll() is None:
+            proc.kill()
+    cap = cv2.VideoCapture(str(out))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) > 0
     cap.release()
