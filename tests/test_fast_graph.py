@@ -11,13 +11,14 @@ from training.fast_graph import FastFramePipeline, FastGenerator, block_reflect_
 from training.generator import Generator, GeneratorSpec
 
 
-def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False, head_taps: int = 3, alias_free: bool = False, smooth_body: bool = False, half_res: int = 0, stroke_mlp: int = 0) -> Generator:
+def scrambled_generator(seed: int, num_styles: int = 3, antialias: bool = False, head_taps: int = 3, alias_free: bool = False, smooth_body: bool = False, half_res: int = 0, stroke_mlp: int = 0, in_taps: int = 5, lanczos: bool = False) -> Generator:
     """Random weights everywhere (a fresh head is ~0 and would hide a wrong head rewrite);
     ``antialias`` turns on every anti-aliasing option of the spec, with a ``head_taps`` head blur;
     ``alias_free`` the filtered ⅛-res ReLUs, ``smooth_body`` the blur of the ⅛-res output,
-    ``half_res`` a ½-res stage of that many channels, ``stroke_mlp`` a stroke head of that many."""
+    ``half_res`` a ½-res stage of that many channels, ``stroke_mlp`` a stroke head of that many,
+    ``in_taps`` the frame blur's taps, ``lanczos`` the Lanczos head upsampling."""
     torch.manual_seed(seed)
-    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias, head_blur_taps=head_taps, alias_free=alias_free, smooth_body=smooth_body, half_res=half_res, stroke_mlp=stroke_mlp))
+    g = Generator(GeneratorSpec(num_styles=num_styles, width=8, blocks=1, antialias=antialias, smooth_head=antialias, head_blur_taps=head_taps, alias_free=alias_free, smooth_body=smooth_body, half_res=half_res, stroke_mlp=stroke_mlp, in_blur_taps=in_taps, head_lanczos=lanczos))
     with torch.no_grad():
         for p in g.parameters():
             p.copy_(torch.randn_like(p) * 0.5)
@@ -55,6 +56,31 @@ def test_frame_pipelines_agree_on_uint8_frames(antialias: bool) -> None:
     for r, f in zip(ref, fast, strict=True):
         assert r.dtype == f.dtype == torch.uint8 and r.shape == f.shape
         assert int((r.int() - f.int()).abs().max()) <= 1
+
+
+def test_fast_generator_follows_a_wider_frame_blur() -> None:
+    g = scrambled_generator(3, antialias=True, alias_free=True, in_taps=17)
+    x, style = torch.rand(1, 3, 24, 40), torch.softmax(torch.randn(1, 3), 1)
+    with torch.no_grad():
+        ref_s, _ = g(x, style)
+        s, _, _ = FastGenerator(g)(x.flip(1), style)
+        five, _ = scrambled_generator(3, antialias=True, alias_free=True)(x, style)
+    torch.testing.assert_close(s, ref_s.flip(1), atol=1e-5, rtol=1e-4)
+    assert float((five - ref_s).abs().max()) > 1e-3  # the taps change the function: the test above sees them
+
+
+@pytest.mark.parametrize("stroke_mlp", [0, 4])
+@pytest.mark.parametrize(("n", "h", "w"), [(1, 16, 16), (2, 24, 40), (1, 72, 96)])
+def test_fast_generator_matches_the_lanczos_head(n: int, h: int, w: int, stroke_mlp: int) -> None:
+    g = scrambled_generator(h + w, antialias=True, alias_free=True, stroke_mlp=stroke_mlp, lanczos=True)
+    x, style = torch.rand(n, 3, h, w), torch.softmax(torch.randn(n, 3), 1)
+    with torch.no_grad():
+        ref_head = g.features(x, style)["head"]
+        ref_s, ref_a = g(x, style)
+        s, a, head = FastGenerator(g)(x.flip(1), style)
+    torch.testing.assert_close(head, ref_head[:, [2, 1, 0, 3]], atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(s, ref_s.flip(1), atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(a, ref_a, atol=1e-5, rtol=1e-4)
 
 
 def test_export_traces_the_fast_graph_for_our_generator_only() -> None:

@@ -28,6 +28,7 @@ class TrainConfig:
     width: int = 32
     blocks: int = 3
     antialias: bool = False  # blur before the 4× and 2× downsampling, bilinear 2× upsampling (GeneratorSpec)
+    in_blur_taps: int = 5  # 5, 9, 13 or 17: the frame blur's size before the 4× downsampling (GeneratorSpec.in_blur_taps)
     alias_free: bool = False  # the ⅛-res ReLUs as filtered ReLUs (GeneratorSpec.alias_free)
     alias_free_quarter: bool = False  # the ¼-res ReLUs too (GeneratorSpec.alias_free_quarter)
     smooth_body: bool = False  # blur the ⅛-res features before upsampling (GeneratorSpec.smooth_body)
@@ -35,6 +36,7 @@ class TrainConfig:
     stroke_mlp: int = 0  # hidden channels of the full-resolution pointwise stroke head, 0 for none (GeneratorSpec.stroke_mlp)
     smooth_head: bool = False  # blur the ¼-res head channels before the 4× upsampling (GeneratorSpec)
     head_blur_taps: int = 3  # 3 or 5: that blur's size (GeneratorSpec)
+    head_lanczos: bool = False  # the head's 4× upsampling as Lanczos-3, not bilinear (GeneratorSpec.head_lanczos)
     lr_g: float = 3e-3
     lr_d: float = 2e-4
     w_content: float = 1.0
@@ -81,6 +83,8 @@ class TrainConfig:
         for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge", "half_res", "stroke_mlp"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if self.in_blur_taps not in (5, 9, 13, 17):  # generator.IN_BLUR_TAPS
+            raise ValueError(f"in_blur_taps must be 5, 9, 13 or 17, got {self.in_blur_taps}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
             raise ValueError(f"head_blur_taps must be 3 or 5, got {self.head_blur_taps}")
         for table in ("edge_style_weights", "temporal_style_weights", "cartoon_prior_weights"):

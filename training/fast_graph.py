@@ -20,6 +20,9 @@ the straightforward ``FramePipeline``:
    upsample + conv. Borders match too: bilinear's clamp at the edge is a replicate pad at ¼ res,
    and the full-resolution reflection pad lands on the same values (the two outer rows of the
    upsampled map both equal the edge row of the ¼-res map).
+   With ``GeneratorSpec.head_lanczos`` the z taps act through their sum: a 1×1 conv at ¼ res to
+   the 4 head outputs, then the Lanczos-3 upsampling as one grouped 7×7 conv to 16 phases each
+   and depth-to-space (``layers.lanczos_upsample``, the same ops).
 The part of the head conv that sees the frame itself stays one small 3-channel full-res conv.
 The ½-res stage (``GeneratorSpec.half_res``), when there is one, is kept as it is: a conv at ½ res
 to 4 channels and one bilinear 2× of those, added to the head; so is the stroke head
@@ -39,7 +42,7 @@ from torch import nn
 
 from training.export import to_u8_nhwc
 from training.generator import HEAD_CHANNELS, LOGIT_EPS, Generator, blend, stroke_head, upsample2
-from training.layers import CondInstanceNorm, ConvNormAct
+from training.layers import LANCZOS_LOBES, CondInstanceNorm, ConvNormAct, lanczos_phase_weight, replicate_pad
 
 BLOCK = 4
 """The generator's space-to-depth factor (``pixel_unshuffle(x, 4)``)."""
@@ -138,7 +141,11 @@ class FastGenerator(nn.Module):
             self.enc1_w = nn.Parameter(strided_enc1_weight(g.enc1.conv.weight), requires_grad=False)
             self.enc1_b = nn.Parameter(g.enc1.conv.bias.clone(), requires_grad=False)
             hw, hb = g.head.weight[_HEAD_ROWS], g.head.bias[_HEAD_ROWS]
-            self.phase_w = nn.Parameter(phase_conv_weight(hw[:, :HEAD_CHANNELS]), requires_grad=False)
+            if g.spec.head_lanczos:  # 1×1 at ¼ res by the summed taps, then one grouped conv + depth-to-space
+                self.z_w = nn.Parameter(hw[:, :HEAD_CHANNELS].sum((2, 3), keepdim=True), requires_grad=False)
+                self.lanczos_w = nn.Parameter(lanczos_phase_weight(4, BLOCK), requires_grad=False)
+            else:
+                self.phase_w = nn.Parameter(phase_conv_weight(hw[:, :HEAD_CHANNELS]), requires_grad=False)
             self.x_w = nn.Parameter(hw[:, HEAD_CHANNELS:][:, _BGR].contiguous(), requires_grad=False)
             self.x_b = nn.Parameter(hb.clone(), requires_grad=False)
             if g.spec.half_res:  # the ½-res stage's outputs in BGR order too
@@ -162,7 +169,11 @@ class FastGenerator(nn.Module):
             h = h + conv_norm_act(block.b, conv_norm_act(block.a, h, w, f), w, f)
         h = conv_norm_act(g.dec1, g.upsample_half(h), w, f) + skip
         z = g.head_blur(g.squeeze(h))
-        head = F.pixel_shuffle(F.conv2d(replicate_pad1(z), self.phase_w), BLOCK)
+        if g.spec.head_lanczos:
+            zq = F.conv2d(z, self.z_w)
+            head = F.pixel_shuffle(F.conv2d(replicate_pad(zq, LANCZOS_LOBES), self.lanczos_w, groups=4), BLOCK)
+        else:
+            head = F.pixel_shuffle(F.conv2d(replicate_pad1(z), self.phase_w), BLOCK)
         head = head + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), self.x_w, self.x_b)
         if g.spec.stroke_mlp:
             head = head + stroke_head(z, x, g.stroke_z, self.stroke_x, self.stroke_out)

@@ -3,7 +3,8 @@
 Most of the work runs at ¼ and ⅛ resolution: the frame enters through a 4× space-to-depth
 (pixel unshuffle), residual blocks run at ⅛, and a light full-resolution head (one 3×3 conv
 over bilinearly upsampled features and the input) gives a per-pixel colour delta and attention
-logit. A 4× pixel-shuffle output was tried first and left a visible 4×4 dot pattern. Full-resolution convolutions are what make a
+logit; with ``GeneratorSpec.head_lanczos`` (the bundled model) that upsampling is Lanczos-3, of a
+1×1 conv's 4 outputs. A 4× pixel-shuffle output was tried first and left a visible 4×4 dot pattern. Full-resolution convolutions are what make a
 Johnson TransformerNet slow on a CPU; this network has none.
 
 Contract (PyTorch side, see ``training/export.py`` for the uint8 ONNX wrapper):
@@ -15,18 +16,28 @@ The blended output is ``x + strength * A * (G(x) - x)`` (``blend``).
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from training.layers import Blur2d, ConvNormAct, ResBlock
+from training.layers import Blur2d, ConvNormAct, ResBlock, lanczos_upsample
 
 HEAD_CHANNELS = 12
 
 HEAD_BLUR_KERNELS = {3: (1.0, 2.0, 1.0), 5: (1.0, 4.0, 6.0, 4.0, 1.0)}
 """Binomial taps of the ¼-res head blur (``GeneratorSpec.head_blur_taps``)."""
+
+IN_BLUR_TAPS = (5, 9, 13, 17)
+"""Allowed sizes of the frame's binomial blur before the 4× space-to-depth
+(``GeneratorSpec.in_blur_taps``); n taps have σ = √(n − 1) / 2 px: 1, 1.41, 1.73, 2."""
+
+
+def binomial_taps(n: int) -> tuple[float, ...]:
+    """Row n − 1 of Pascal's triangle (unnormalised): the 1-D binomial low-pass of n taps."""
+    return tuple(float(math.comb(n - 1, k)) for k in range(n))
 
 SIZE_MULTIPLE = 8
 """Frame height and width must be multiples of this (4× unshuffle, then one stride-2 conv)."""
@@ -45,6 +56,11 @@ class GeneratorSpec:
     # 4 px at ⅛) changes the style pattern itself: that was most of the first models' flicker.
     # The head still sees the unblurred frame, so edges stay sharp.
     antialias: bool = False
+    # Taps of that frame blur (``IN_BLUR_TAPS``; 5: σ = 1 px). A 4× subsampling passes whatever
+    # survives the blur above ⅛ cycle/px as aliases that change with the camera's sub-cell phase;
+    # σ = 2 px (17 taps) leaves 30 % at ⅛ and under 1 % at ¼, where σ = 1 px leaves 73 % and 29 %.
+    # Only the body sees the blurred frame. No weights: a trained model can be fine-tuned with it.
+    in_blur_taps: int = 5
     # A 3×3 binomial blur of the 12 ¼-res head channels before their bilinear 4× upsampling:
     # bilinear interpolation follows a sub-cell (1–3 px) move only for features that are smooth
     # at ¼ res, so this trades a little stroke sharpness for stability.
@@ -88,10 +104,19 @@ class GeneratorSpec:
     # Measured (docs/QUALITY.md, variant S8, k = 8): 1.23× the time; fine-tuned in, the losses
     # drew finer texture with it, which flickered 3–9 % more on the paintings; no shipped model uses it.
     stroke_mlp: int = 0
+    # The head's 4× upsampling as Lanczos-3 (``layers.lanczos_upsample``) instead of bilinear.
+    # Bilinear renders a ¼-res stroke with less contrast at half a cell's phase than on the grid
+    # (cos(πf) of a sinusoid of f cycles/cell), so strokes pulse as the camera moves 1–3 px. With
+    # it the head's conv taps over the ¼-res channels act through their sum, a 1×1 conv at ¼ res
+    # whose 4 outputs are upsampled (``lanczos_head``); the taps over the frame stay a 3×3 conv.
+    # Same parameters: a trained model can be fine-tuned with it switched on.
+    head_lanczos: bool = False
 
     def __post_init__(self) -> None:
         if self.head_blur_taps not in HEAD_BLUR_KERNELS:
             raise ValueError(f"head_blur_taps must be one of {sorted(HEAD_BLUR_KERNELS)}, got {self.head_blur_taps}")
+        if self.in_blur_taps not in IN_BLUR_TAPS:
+            raise ValueError(f"in_blur_taps must be one of {list(IN_BLUR_TAPS)}, got {self.in_blur_taps}")
         if self.half_res < 0:
             raise ValueError(f"half_res is a channel count (0 for none), got {self.half_res}")
         if self.stroke_mlp < 0:
@@ -130,6 +155,15 @@ def stroke_head(z: torch.Tensor, x: torch.Tensor, z_conv: nn.Conv2d, x_conv: nn.
     return out_conv(F.relu(upsample4(z_conv(z)) + x_conv(x)))
 
 
+def lanczos_head(z: torch.Tensor, x: torch.Tensor, head: nn.Conv2d) -> torch.Tensor:
+    """``GeneratorSpec.head_lanczos``'s head: z [N, 12, h, w] ¼-res head channels (after their
+    blur), x [N, 3, 4h, 4w] the frame in [0, 1] in ``head``'s channel order; ``head`` the [4, 15, 3, 3]
+    head conv. Returns [N, 4, 4h, 4w]: Lanczos-4×(1×1 conv of z by the sum of ``head``'s z taps)
+    + ``head``'s 3×3 taps over x (reflection-padded) + its bias."""
+    wz = head.weight[:, :HEAD_CHANNELS].sum((2, 3), keepdim=True)
+    return lanczos_upsample(F.conv2d(z, wz), 4) + F.conv2d(F.pad(x, (1, 1, 1, 1), mode="reflect"), head.weight[:, HEAD_CHANNELS:], head.bias)
+
+
 class Generator(nn.Module):
     """Conditional-instance-norm generator; one network holds ``spec.num_styles`` styles."""
 
@@ -138,7 +172,7 @@ class Generator(nn.Module):
         self.spec = spec
         c1, c2, s = spec.width, spec.width * 2, spec.num_styles
         self.enc1 = ConvNormAct(3 * 16, c1, 3, 1, s, filtered=spec.alias_free_quarter)  # ¼ res, after 4× unshuffle
-        self.in_blur = Blur2d(3, (1.0, 4.0, 6.0, 4.0, 1.0)) if spec.antialias else nn.Identity()
+        self.in_blur = Blur2d(3, binomial_taps(spec.in_blur_taps)) if spec.antialias else nn.Identity()
         self.blur = Blur2d(c1) if spec.antialias else nn.Identity()
         self.body_blur = Blur2d(c2) if spec.smooth_body else nn.Identity()
         self.enc2 = ConvNormAct(c1, c2, 3, 2, s, filtered=spec.alias_free)  # ⅛ res
@@ -179,7 +213,10 @@ class Generator(nn.Module):
         h = self.dec1(self.upsample_half(h), w) + skip
         out["dec1"] = h
         z = self.head_blur(self.squeeze(h))
-        head = self.head(torch.cat([upsample4(z), x], dim=1))
+        if self.spec.head_lanczos:
+            head = lanczos_head(z, x, self.head)
+        else:
+            head = self.head(torch.cat([upsample4(z), x], dim=1))
         if self.spec.stroke_mlp:
             head = head + stroke_head(z, x, self.stroke_z, self.stroke_x, self.stroke_out)
         if self.spec.half_res:

@@ -123,3 +123,53 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return x + self.b(self.a(x, w), w)
+
+
+LANCZOS_LOBES = 3
+"""Lobes ``a`` of the Lanczos window in ``lanczos_phase_taps``: 2a + 1 taps per phase."""
+
+
+def lanczos_phase_taps(factor: int, a: int = LANCZOS_LOBES) -> torch.Tensor:
+    """[factor, 2a + 1] float32: output phase r of a ``factor``× upsampling (``align_corners=False``:
+    output pixel j reads input position (j + ½) / factor − ½) is the sum over input offsets
+    −a … a of these weights, Lanczos-a (sinc(t)·sinc(t / a)) normalised to sum 1 per phase.
+
+    Bilinear interpolation renders a signal differently at each sub-cell phase: at a phase of
+    half a cell a sinusoid of f cycles/cell keeps cos(πf) of its amplitude, 0.71 at f = ¼, where
+    at a whole cell it keeps all of it. So a stroke on the ¼-res grid gains and loses contrast as
+    the camera moves 1–3 px. The largest error against the continuous sinusoid, over phases
+    and pixels: bilinear 5 % at f = 0.1, 27 % at ¼; Lanczos-3 under 2.5 % up to f = 0.3."""
+    rows = []
+    for r in range(factor):
+        d = (2 * r + 1 - factor) / (2 * factor)  # the phase's offset from its nearest input sample
+        t = torch.tensor([d - k for k in range(-a, a + 1)], dtype=torch.float64)
+        w = torch.where(t.abs() < a, torch.sinc(t) * torch.sinc(t / a), torch.zeros_like(t))
+        rows.append(w / w.sum())
+    return torch.stack(rows).float()
+
+
+def replicate_pad(z: torch.Tensor, n: int) -> torch.Tensor:
+    """[N, C, h, w] → [N, C, h + 2n, w + 2n], edge rows and columns repeated n times. Slices and
+    concats rather than ``Pad(mode=edge)``, which not every TensorRT release's ONNX parser takes."""
+    top, bottom = z[:, :, :1].expand(-1, -1, n, -1), z[:, :, -1:].expand(-1, -1, n, -1)
+    z = torch.cat([top, z, bottom], dim=2)
+    left, right = z[:, :, :, :1].expand(-1, -1, -1, n), z[:, :, :, -1:].expand(-1, -1, -1, n)
+    return torch.cat([left, z, right], dim=3)
+
+
+def lanczos_phase_weight(channels: int, factor: int, a: int = LANCZOS_LOBES) -> torch.Tensor:
+    """[channels·factor², 1, 2a + 1, 2a + 1]: a grouped conv (groups = ``channels``) whose
+    depth-to-space by ``factor`` is the separable Lanczos upsampling of each channel (output
+    channel ``c·factor² + i·factor + j`` is phase (i, j) of channel c)."""
+    k = lanczos_phase_taps(factor, a)
+    w2 = k[:, None, :, None] * k[None, :, None, :]  # [i, j, ky, kx]
+    n = 2 * a + 1
+    return w2.reshape(1, factor * factor, n, n).expand(channels, -1, -1, -1).reshape(channels * factor * factor, 1, n, n).contiguous()
+
+
+def lanczos_upsample(z: torch.Tensor, factor: int, a: int = LANCZOS_LOBES) -> torch.Tensor:
+    """[N, C, h, w] → [N, C, factor·h, factor·w], Lanczos-a, borders by edge replication (as
+    bilinear's clamp). One grouped conv at the input's resolution, then depth-to-space."""
+    c = z.shape[1]
+    wt = lanczos_phase_weight(c, factor, a).to(z.dtype)
+    return F.pixel_shuffle(F.conv2d(replicate_pad(z, a), wt, groups=c), factor)

@@ -361,9 +361,10 @@ class Trainer:
 
 def generator_spec(cfg: TrainConfig, num_styles: int) -> GeneratorSpec:
     """The generator a run of ``cfg`` trains."""
-    return GeneratorSpec(num_styles=num_styles, width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, alias_free=cfg.alias_free,
+    return GeneratorSpec(num_styles=num_styles, width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, in_blur_taps=cfg.in_blur_taps, alias_free=cfg.alias_free,
                          alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res,
-                         stroke_mlp=cfg.stroke_mlp, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps)
+                         stroke_mlp=cfg.stroke_mlp, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps,
+                         head_lanczos=cfg.head_lanczos)
 
 
 class PreflightError(ValueError):
