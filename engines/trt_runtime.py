@@ -162,9 +162,13 @@ class CudaDevice:
             log.warning("CUDA graph capture unavailable (%s); running without graphs", e)
             return False
         try:
-            enqueue()
-        finally:
-            graph = self._stream.end_capture()
+            try:
+                enqueue()
+            finally:
+                graph = self._stream.end_capture()  # always: a stream left capturing fails every later call
+        except Exception as e:  # an op that cannot be captured (execute_async_v3 → False, a copy refused)
+            log.warning("CUDA graph capture failed (%s); running without graphs", e)
+            return False
         try:
             self._graph = graph.instantiate()
         except Exception as e:

@@ -152,6 +152,26 @@ def test_cuda_graph_falls_back_when_capture_is_unsupported(monkeypatch: pytest.M
     assert "GraphExec.launch" not in calls
 
 
+def test_cuda_graph_falls_back_when_an_op_cannot_be_captured(fakes: dict, tiny_model: Path, tmp_path: Path) -> None:
+    """execute_async_v3 (or a copy) failing inside the capture stopped the pipeline; the docstring
+    promised plain launches."""
+    calls = fakes["cuda_calls"]
+    with make(tiny_model, tmp_path, cuda_graph=True) as eng:
+        plain, n = eng._enqueue, [0]
+
+        def enqueue_once_then_refuse() -> None:
+            n[0] += 1
+            if n[0] == 2:  # the second call is the one being captured
+                raise engines.EngineError("TensorRT execute_async_v3 failed")
+            plain()
+
+        eng._enqueue = enqueue_once_then_refuse  # type: ignore[method-assign]
+        for v in (1, 2, 3):
+            assert np.all(eng.infer(np.full((40, 64, 3), v, np.uint8), W, 1.0).output == 255 - v)
+        assert eng.counters["graph_captures"] == 0
+    assert calls.count("Stream.begin_capture") == 1 and calls.count("Stream.end_capture") == 1 and "GraphExec.launch" not in calls
+
+
 def test_non_finite_output_switches_to_fp32_and_is_counted(fakes: dict, tiny_model: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     fakes["trt"]._state["check_value"] = float("nan")
     caplog.set_level(logging.WARNING, "engines")
