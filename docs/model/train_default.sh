@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The bundled model's whole recipe, end to end, as recorded in docs/QUALITY.md: a 32-channel
 # teacher, a 16-channel student distilled from it, then three 800-step fine-tunes (stable video,
-# edges, alias-free ReLUs). Run from the repository root after `make .venv/.dev`:
+# edges, alias-free ReLUs) and two more with the head upsampled by Lanczos-3 instead of bilinear.
+# Run from the repository root after `make .venv/.dev`:
 #
-#   bash docs/model/train_default.sh runs/recipe      # ~1 h on two cores on a fast day
+#   bash docs/model/train_default.sh runs/recipe      # ~70 min on two cores on a fast day
 #
 # Each stage's checkpoint is in OUT/<stage>/; the model is exported to OUT/default.onnx (copy it
 # and its .json/.fp16.onnx/.generator.pt to streamer/models/ to ship it). Stage times go to
@@ -72,8 +73,14 @@ stage video "$BIN" train "${COMMON[@]}" "${FT[@]}" --resume "$OUT/video" --steps
 if [[ ! -e "$OUT/edge/checkpoint.pt" ]]; then mkdir -p "$OUT/edge" && cp "$OUT/video/checkpoint.pt" "$OUT/edge/"; fi
 stage edge "$BIN" train "${COMMON[@]}" "${FT[@]}" "${EDGE[@]}" --resume "$OUT/edge" --steps 4600
 
-# 5. alias-free fine-tune from L's EMA weights, 800 steps (train_config.json)
+# 5. alias-free fine-tune from L's EMA weights, 800 steps (train_config_stage4.json)
 stage alias_free "$BIN" train "${COMMON[@]}" "${FT[@]}" "${EDGE[@]}" --init "$OUT/edge/checkpoint.pt" \
     --alias-free --alias-free-quarter --steps 800 --out "$OUT/alias_free"
-"$BIN" export "$OUT"/alias_free/0*/checkpoint.pt "$OUT/default.onnx"
+
+# 6. Lanczos head: two 800-step fine-tunes, each from the previous one's EMA weights with a fresh
+# discriminator (train_config_stage5.json, train_config.json)
+LZ=("${COMMON[@]}" "${FT[@]}" "${EDGE[@]}" --alias-free --alias-free-quarter --head-lanczos --steps 800)
+stage lanczos "$BIN" train "${LZ[@]}" --init "$(ls "$OUT"/alias_free/0*/checkpoint.pt)" --out "$OUT/lanczos"
+stage lanczos2 "$BIN" train "${LZ[@]}" --init "$(ls "$OUT"/lanczos/0*/checkpoint.pt)" --out "$OUT/lanczos2"
+"$BIN" export "$OUT"/lanczos2/0*/checkpoint.pt "$OUT/default.onnx"
 echo "wrote $OUT/default.onnx; stage times in $OUT/times.tsv"
