@@ -151,10 +151,8 @@ def lanczos_phase_taps(factor: int, a: int = LANCZOS_LOBES) -> torch.Tensor:
 def replicate_pad(z: torch.Tensor, n: int) -> torch.Tensor:
     """[N, C, h, w] → [N, C, h + 2n, w + 2n], edge rows and columns repeated n times. Slices and
     concats rather than ``Pad(mode=edge)``, which not every TensorRT release's ONNX parser takes."""
-    top, bottom = z[:, :, :1].expand(-1, -1, n, -1), z[:, :, -1:].expand(-1, -1, n, -1)
-    z = torch.cat([top, z, bottom], dim=2)
-    left, right = z[:, :, :, :1].expand(-1, -1, -1, n), z[:, :, :, -1:].expand(-1, -1, -1, n)
-    return torch.cat([left, z, right], dim=3)
+    z = torch.cat([z[:, :, :1]] * n + [z] + [z[:, :, -1:]] * n, dim=2)  # concats, not expand: the
+    return torch.cat([z[:, :, :, :1]] * n + [z] + [z[:, :, :, -1:]] * n, dim=3)  # graph stays in TensorRT's op list
 
 
 def lanczos_phase_weight(channels: int, factor: int, a: int = LANCZOS_LOBES) -> torch.Tensor:
