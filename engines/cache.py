@@ -36,17 +36,31 @@ def fp16_onnx_path(onnx_path: Path) -> Path:
 
 @dataclass(frozen=True)
 class EnginePaths:
-    """The files of one cached engine: ``<model>.<precision>.plan``, its manifest
-    ``….plan.json`` and the builder's timing cache ``….timing``, side by side."""
+    """The files of one cached engine: ``<model>.<precision>.<profile>.<slot>.plan``, its manifest
+    ``….plan.json``, and the builder's timing cache ``<model>.<precision>.timing`` beside them."""
 
     plan: Path
     manifest: Path
     timing_cache: Path
 
 
-def engine_paths(cache_dir: Path, onnx_path: Path, precision: Precision) -> EnginePaths:
-    plan = cache_dir / f"{onnx_path.stem}.{precision}.plan"
-    return EnginePaths(plan, plan.with_suffix(".plan.json"), plan.with_suffix(".timing"))
+def engine_slot(onnx_path: Path, profile_text: str) -> str:
+    """8 hex digits naming one engine slot: the model file's resolved path and the frame-size profile.
+
+    A plan is only valid for one profile, and one cache folder serves every daemon on a box (one per
+    camera, ``StateDirectory=stylecast``). With the profile and the model's folder in the name, two
+    cameras at different sizes, or two models both called ``default.onnx``, each keep their own
+    plan instead of rebuilding over each other's on every start. A new model at the same path
+    fills the same slot, so the stale plan is replaced, not left behind."""
+    key = f"{onnx_path.resolve()}\n{profile_text}".encode()
+    return hashlib.sha256(key).hexdigest()[:8]
+
+
+def engine_paths(cache_dir: Path, onnx_path: Path, precision: Precision, profile_text: str) -> EnginePaths:
+    """``profile_text`` is ``Profile.describe()`` (``"320x180:1280x720:1920x1080"``)."""
+    sizes = profile_text.replace(":", "_")
+    plan = cache_dir / f"{onnx_path.stem}.{precision}.{sizes}.{engine_slot(onnx_path, profile_text)}.plan"
+    return EnginePaths(plan, plan.with_suffix(".plan.json"), cache_dir / f"{onnx_path.stem}.{precision}.timing")
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -47,7 +47,7 @@ class EngineSpec:
 
     @property
     def paths(self) -> EnginePaths:
-        return engine_paths(self.cache_dir, self.model.onnx_path, self.precision)
+        return engine_paths(self.cache_dir, self.model.onnx_path, self.precision, self.profile.describe())
 
     def source_onnx(self) -> Path:
         """FP16 plans come from ``<model>.fp16.onnx``, FP32 plans from the model itself."""

@@ -41,7 +41,7 @@ def test_registry_and_first_open_builds_then_reuses(fakes: dict, tiny_model: Pat
         assert eng.name == "tensorrt" and eng.device_name == "Fake GPU"
         res = eng.infer(np.full((40, 64, 3), 10, np.uint8), W, 1.0)
         assert res.output.shape == (40, 64, 3) and np.all(res.output == 245) and np.all(res.attention == 128)
-    manifest = json.loads((tmp_path / "tiny.fp16.plan.json").read_text())
+    manifest = json.loads(_plan(tmp_path).with_suffix(".plan.json").read_text())
     assert manifest["gpu_name"] == "Fake GPU" and manifest["compute_capability"] == [8, 9] and manifest["precision"] == "fp16"
     assert manifest["io"]["check"] == ["output", "float32", [1]] and manifest["styles"] == list(eng.model.styles)
     assert fakes["trt_calls"].count("Builder.build_serialized_network") == 1
@@ -61,7 +61,7 @@ def test_stale_engines_are_rebuilt_with_the_reason_logged(fakes: dict, tiny_mode
                                                           tamper: object, reason: str) -> None:
     with make(tiny_model, tmp_path):
         pass
-    tamper(tmp_path / "tiny.fp16.plan")  # type: ignore[operator]
+    tamper(_plan(tmp_path))  # type: ignore[operator]
     caplog.set_level(logging.INFO, "engines")
     with make(tiny_model, tmp_path) as eng:
         eng.infer(np.zeros((40, 64, 3), np.uint8), W, 1.0)
@@ -72,7 +72,7 @@ def test_stale_engines_are_rebuilt_with_the_reason_logged(fakes: dict, tiny_mode
 def test_a_plan_that_does_not_deserialize_is_rebuilt(fakes: dict, tiny_model: Path, tmp_path: Path) -> None:
     with make(tiny_model, tmp_path):
         pass
-    plan = tmp_path / "tiny.fp16.plan"
+    plan = _plan(tmp_path)
     import hashlib
 
     plan.write_bytes(b"NOT A PLAN FROM THIS TENSORRT")
@@ -86,7 +86,7 @@ def test_a_plan_that_does_not_deserialize_is_rebuilt(fakes: dict, tiny_model: Pa
 def test_stale_engine_without_rebuild_is_a_typed_error_listing_reasons(fakes: dict, tiny_model: Path, tmp_path: Path) -> None:
     with make(tiny_model, tmp_path):
         pass
-    _edit(tmp_path / "tiny.fp16.plan", gpu_name="Tesla T4", trt_version="10.0.0")
+    _edit(_plan(tmp_path), gpu_name="Tesla T4", trt_version="10.0.0")
     eng = make(tiny_model, tmp_path, rebuild=False)
     with pytest.raises(StaleEngine) as exc:
         eng.open()
@@ -185,7 +185,7 @@ def test_non_finite_output_switches_to_fp32_and_is_counted(fakes: dict, tiny_mod
         assert long_calls == [FALLBACK_BUILD_S]  # the watchdog was told before the (re)build
         assert eng.precision == "fp32" and eng.counters["nonfinite_frames"] == 1 and eng.counters["fp32_fallbacks"] == 1
         eng.infer(np.full((40, 64, 3), 5, np.uint8), W, 1.0)
-    assert (tmp_path / "tiny.fp32.plan").is_file()
+    assert _plan(tmp_path, "fp32").is_file()
     assert sum("NaN/Inf" in r.message for r in caplog.records) == 1
     assert fakes["drv"]._live["allocs"] == 0
 
@@ -205,6 +205,29 @@ def test_no_gpu_is_backend_unavailable(monkeypatch: pytest.MonkeyPatch, tiny_mod
     assert probe() == (False, "no CUDA device found")
     with pytest.raises(engines.BackendUnavailable, match="no CUDA device"):
         make(tiny_model, tmp_path).open()
+
+
+def test_each_profile_and_model_folder_keeps_its_own_plan(fakes: dict, tiny_model: Path, tmp_path: Path) -> None:
+    """Two cameras sharing one cache (one StateDirectory, a unit per camera) at different sizes, or
+    two models of the same name: each builds once, then every start reuses its own plan."""
+    other = tmp_path / "other" / tiny_model.name
+    other.parent.mkdir()
+    for src in tiny_model.parent.glob(f"{tiny_model.stem}.*"):
+        shutil.copy(src, other.parent / src.name)
+    cache = tmp_path / "cache"
+    starts = [(tiny_model, "16x16:64x48:128x96"), (tiny_model, "16x16:32x32:64x64"), (other, "16x16:64x48:128x96")]
+    for _ in range(2):
+        for model, profile in starts:
+            with engines.create_engine("tensorrt", model, cache_dir=cache, profile=profile) as eng:
+                eng.infer(np.zeros((40, 64, 3) if "128x96" in profile else (32, 32, 3), np.uint8), W, 1.0)
+    assert fakes["trt_calls"].count("Builder.build_serialized_network") == 3
+    assert len(list(cache.glob("tiny.fp16.*.plan"))) == 3 and len(list(cache.glob("*.timing"))) == 1
+
+
+def _plan(cache: Path, precision: str = "fp16") -> Path:
+    """The one ``tiny.<precision>.….plan`` in ``cache``."""
+    (plan,) = cache.glob(f"tiny.{precision}.*.plan")
+    return plan
 
 
 def _edit(plan: Path, **fields: object) -> None:

@@ -102,8 +102,14 @@ def test_cache_dir_prefers_systemd_state_directory(tmp_path: Path) -> None:
 
 
 def test_engine_files_sit_side_by_side(tmp_path: Path) -> None:
-    p = engine_paths(tmp_path, Path("/m/default.onnx"), "fp16")
-    assert (p.plan.name, p.manifest.name, p.timing_cache.name) == ("default.fp16.plan", "default.fp16.plan.json", "default.fp16.timing")
+    p = engine_paths(tmp_path, Path("/m/default.onnx"), "fp16", "320x180:1280x720:1920x1080")
+    assert p.plan.name.startswith("default.fp16.320x180_1280x720_1920x1080.") and p.plan.parent == tmp_path
+    assert (p.manifest.name, p.timing_cache.name) == (p.plan.name + ".json", "default.fp16.timing")
+    assert engine_paths(tmp_path, Path("/m/default.onnx"), "fp16", "320x180:1280x720:1920x1080") == p  # stable across starts
+    others = [engine_paths(tmp_path, Path("/m/default.onnx"), "fp16", "320x184:640x360:640x360").plan,
+              engine_paths(tmp_path, Path("/n/default.onnx"), "fp16", "320x180:1280x720:1920x1080").plan,
+              engine_paths(tmp_path, Path("/m/default.onnx"), "fp32", "320x180:1280x720:1920x1080").plan]
+    assert len({p.plan, *others}) == 4  # profile, model folder and precision each get their own plan
     assert fp16_onnx_path(Path("/m/default.onnx")) == Path("/m/default.fp16.onnx")
 
 
