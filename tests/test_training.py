@@ -356,6 +356,11 @@ def test_baseline_is_the_johnson_architecture_and_exports(tmp_path: Path) -> Non
     assert count_macs(net, torch.zeros(1, 3, 360, 640), w1) == pytest.approx(35.43e9, rel=1e-3)
     g = Generator(GeneratorSpec(num_styles=4))
     assert count_macs(g, torch.zeros(1, 3, 360, 640), torch.eye(4)[:1]) < count_macs(net, torch.zeros(1, 3, 360, 640), w1) / 10
+    class Functional(torch.nn.Module):  # the blurs, filtered ReLUs and Lanczos head are F.conv2d calls
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return torch.nn.functional.conv2d(torch.nn.functional.conv2d(x, torch.ones(5, 3, 3, 3), padding=1), torch.ones(5, 1, 2, 2), stride=2, groups=5)
+
+    assert count_macs(Functional(), torch.zeros(1, 3, 8, 8)) == 8 * 8 * 5 * 3 * 9 + 4 * 4 * 5 * 4
     path = export_baseline(tmp_path / "b.onnx")
     import engines
 

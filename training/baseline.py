@@ -71,23 +71,15 @@ class TransformerNet(nn.Module):
 
 
 def count_macs(model: nn.Module, *inputs: torch.Tensor) -> int:
-    """Multiply-accumulates of every Conv2d for one forward pass on ``inputs`` (others are cheap)."""
-    total = 0
+    """Multiply-accumulates of one forward pass on ``inputs``: every convolution and matrix product
+    that runs, ``Conv2d`` modules and functional ``F.conv2d`` calls alike (the fixed blurs, the
+    filtered ReLUs' low-pass and the Lanczos head are functional). Counted by PyTorch's
+    ``FlopCounterMode`` (2 FLOPs per MAC); norms, activations and resampling are left out."""
+    from torch.utils.flop_counter import FlopCounterMode
 
-    def hook(m: nn.Module, _inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        assert isinstance(m, nn.Conv2d)  # hooks are only registered on convs
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += out.numel() // out.shape[0] * k
-
-    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
-    try:
-        with torch.no_grad():
-            model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-    return total
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        model(*inputs)
+    return int(counter.get_total_flops()) // 2
 
 
 def count_params(model: nn.Module) -> int:
