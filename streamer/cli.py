@@ -409,7 +409,7 @@ def _name_weights(items: list[str]) -> dict[str, float]:
 def cmd_train(a: argparse.Namespace) -> int:
     from streamer.config import ConfigError
     from training.config import TrainConfig
-    from training.train import PreflightError, train
+    from training.train import PreflightError, preflight, train
 
     overrides = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)} and v is not None}
     overrides["styles"] = tuple(a.style)
@@ -428,10 +428,11 @@ def cmd_train(a: argparse.Namespace) -> int:
         cfg = TrainConfig(**overrides)
     except ValueError as e:
         raise ConfigError(f"train: {e}") from e
-    if a.dry_run:
-        print(cfg.to_json())
-        return EXIT_OK
     try:
+        if a.dry_run:  # what train would refuse, dry-run refuses: unreadable images, a resume of other styles…
+            preflight(cfg)
+            print(cfg.to_json())
+            return EXIT_OK
         ckpt = train(cfg)
     except PreflightError as e:
         raise ConfigError(f"train: {e}") from e
@@ -664,7 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pull this style towards a cartoon rendering of the photo (flattened, saturated, outlined; training.cartoon) with weight W (repeat per style)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
-    s.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    s.add_argument("--dry-run", action="store_true", help="check the inputs (images readable, styles of --resume/--init/--teacher), print the resolved config and exit")
     s.set_defaults(func=cmd_train)
 
     s = sub.add_parser("evaluate", help="warp error (flicker), style distance and content kept, through the ORT engine (needs torch)")

@@ -50,26 +50,42 @@ def test_stylize_errors(tiny_model: Path, tmp_path: Path) -> None:
 
 
 def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--style", "b", "--steps", "7", "--dry-run")
+    (tmp_path / "x").mkdir()
+    (tmp_path / "b").mkdir()
+    for f in (tmp_path / "x" / "p.png", tmp_path / "a.jpg", tmp_path / "b" / "s.png"):
+        cv2.imwrite(str(f), np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8))
+    x, a_jpg, b = (str(tmp_path / n) for n in ("x", "a.jpg", "b"))
+    out = _cli("train", "--content", x, "--style", a_jpg, "--style", b, "--steps", "7", "--dry-run")
     assert out.returncode == 0, out.stderr
-    assert '"steps": 7' in out.stdout and '"b"' in out.stdout and '"antialias": false' in out.stdout
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--antialias", "--temporal-blur", "1.5", "--temporal-margin", "16", "--dry-run")
+    assert '"steps": 7' in out.stdout and f'"{b}"' in out.stdout and '"antialias": false' in out.stdout
+    out = _cli("train", "--content", x, "--style", a_jpg, "--antialias", "--temporal-blur", "1.5", "--temporal-margin", "16", "--dry-run")
     assert out.returncode == 0, out.stderr
     assert '"antialias": true' in out.stdout and '"temporal_blur": 1.5' in out.stdout and '"temporal_margin": 16' in out.stdout
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--temporal-margin", "-4", "--dry-run")
+    out = _cli("train", "--content", x, "--style", a_jpg, "--temporal-margin", "-4", "--dry-run")
     assert out.returncode == 2 and "temporal_margin must be ≥ 0" in out.stderr
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-edge", "-1", "--dry-run")
+    out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge", "-1", "--dry-run")
     assert out.returncode == 2 and "w_edge must be ≥ 0" in out.stderr
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--stroke-mlp", "-1", "--out", str(tmp_path / "runs"))  # not a dry run
+    out = _cli("train", "--content", x, "--style", a_jpg, "--stroke-mlp", "-1", "--out", str(tmp_path / "runs"))  # not a dry run
     assert out.returncode == 2 and "stroke_mlp must be ≥ 0" in out.stderr and not (tmp_path / "runs").exists()
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-edge-style", "a.jpg=3", "--dry-run")
-    assert out.returncode == 0 and '"a.jpg": 3.0' in out.stdout, out.stderr
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-edge-style", "a.jpg", "--dry-run")
+    out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge-style", "a=3", "--dry-run")
+    assert out.returncode == 0 and '"a": 3.0' in out.stdout, out.stderr
+    out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge-style", "a.jpg=3", "--dry-run")  # a file name, not the style's
+    assert out.returncode == 2 and "no style named a.jpg (styles: a)" in out.stderr
+    out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge-style", "a.jpg", "--dry-run")
     assert out.returncode == 2 and "expected NAME=WEIGHT" in out.stderr
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--w-temporal", "0", "--w-temporal-style", "a.jpg=9", "--dry-run")
+    out = _cli("train", "--content", x, "--style", a_jpg, "--w-temporal", "0", "--w-temporal-style", "a=9", "--dry-run")
     assert out.returncode == 2 and "need w_temporal > 0" in out.stderr
-    out = _cli("train", "--content", "x", "--style", "a.jpg", "--init", "g.pt", "--resume", "runs/1", "--dry-run")
+    out = _cli("train", "--content", x, "--style", a_jpg, "--init", "g.pt", "--resume", "runs/1", "--dry-run")
     assert out.returncode == 2 and "init and resume exclude each other" in out.stderr
+    # the dry run checks the inputs as train would: a missing content folder, an unreadable style
+    # image, a checkpoint of other styles
+    out = _cli("train", "--content", str(tmp_path / "none"), "--style", a_jpg, "--dry-run")
+    assert out.returncode == 2 and "none" in out.stderr and '"steps"' not in out.stdout
+    (tmp_path / "b" / "bad.png").write_bytes(b"not a png")
+    out = _cli("train", "--content", x, "--style", b, "--dry-run")
+    assert out.returncode == 2 and "cannot read image" in out.stderr and "bad.png" in out.stderr
+    out = _cli("train", "--content", x, "--style", a_jpg, "--init", str(tiny_run), "--dry-run")
+    assert out.returncode == 2 and "has styles" in out.stderr
     out = _cli("export", str(tiny_run), str(tmp_path / "m.onnx"))
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()
