@@ -90,3 +90,28 @@ def test_the_shipped_cartoon_set_is_masked_and_the_paintings_are_not() -> None:
     assert 0.35 < min(shares) and max(shares) < 0.9  # the README's "transparent background flattened onto white"
     for name in ("hokusai_great_wave.jpg", "kandinsky_composition_viii.jpg", "van_gogh_night_cafe.jpg"):
         assert load_style(DATA / "styles" / name, 384).foreground == [None]
+
+
+def test_content_zoom_options_set_the_photo_side_and_the_crop_share(tmp_path: Path) -> None:
+    """--content-side and --crop-scale-*: what zoom of the photos the generator trains on. The
+    defaults keep the recipe's (photos at max(2 × crop, 384) px, crops of ½–1 of the short side)."""
+    from training.config import TrainConfig
+    from training.data import ContentSampler
+
+    assert TrainConfig(content="c", styles=("a",)).content_max_side() == 384
+    assert TrainConfig(content="c", styles=("a",), crop=256).content_max_side() == 512
+    assert TrainConfig(content="c", styles=("a",), content_side=768).content_max_side() == 768
+    for bad in ({"content_side": 100}, {"content_side": -1}, {"crop_scale_min": 0.0}, {"crop_scale_min": 0.7, "crop_scale_max": 0.6},
+                {"crop_scale_max": 1.5}):
+        with pytest.raises(ValueError):
+            TrainConfig(content="c", styles=("a",), **bad)  # type: ignore[arg-type]
+    # a photo of 1 px vertical stripes: a crop of a small share keeps them (zoom ~1), the whole
+    # short side shrinks them ~4× into grey
+    stripes = np.zeros((256, 256, 3), np.uint8)
+    stripes[:, ::2] = 255
+    (tmp_path / "c").mkdir()
+    cv2.imwrite(str(tmp_path / "c" / "s.png"), stripes)
+    near = ContentSampler(tmp_path / "c", 64, max_side=256, seed=0, scale=(0.25, 0.25)).batch(4)
+    far = ContentSampler(tmp_path / "c", 64, max_side=256, seed=0, scale=(1.0, 1.0)).batch(4)
+    assert near.shape == far.shape == (4, 3, 64, 64)
+    assert near.std() > 0.4 and far.std() < 0.1

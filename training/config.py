@@ -23,6 +23,9 @@ class TrainConfig:
     steps: int = 3000
     batch: int = 4
     crop: int = 160  # training crop side, px
+    content_side: int = 0  # longer side the photos are held at before cropping, px; 0 = max(2 × crop, 384)
+    crop_scale_min: float = 0.5  # a crop's side as a share of that photo's shorter side: smallest …
+    crop_scale_max: float = 1.0  # … and largest (the crop is then resized to ``crop``; with content_side, the zoom)
     style_size: int = 384  # longer side of style images for Gram targets and D crops, px
     mask_background: bool = True  # leave a style image's flat background out of its targets (data.background_mask)
     width: int = 32
@@ -74,6 +77,10 @@ class TrainConfig:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if self.crop < 32 or self.crop % 8:
             raise ValueError(f"crop must be a multiple of 8, ≥ 32 px (the generator works at ⅛ resolution), got {self.crop}")
+        if self.content_side < 0 or 0 < self.content_side < self.crop:
+            raise ValueError(f"content_side must be 0 (auto) or ≥ crop ({self.crop}), got {self.content_side}")
+        if not 0.0 < self.crop_scale_min <= self.crop_scale_max <= 1.0:
+            raise ValueError(f"need 0 < crop_scale_min ≤ crop_scale_max ≤ 1, got {self.crop_scale_min} and {self.crop_scale_max}")
         if self.style_size < self.crop:
             raise ValueError(f"style_size must be ≥ crop ({self.crop}): the discriminator's painting crops come from it, got {self.style_size}")
         for name in ("lr_g", "lr_d"):
@@ -99,6 +106,10 @@ class TrainConfig:
             raise ValueError("w_temporal_branch needs w_temporal > 0 (the temporal loss is off)")
         if self.temporal_style_weights and self.w_temporal <= 0:
             raise ValueError("temporal_style_weights need w_temporal > 0 (the temporal loss is off)")
+
+    def content_max_side(self) -> int:
+        """The longer side, px, the content photos are downscaled to (never up) before cropping."""
+        return self.content_side or max(self.crop * 2, 384)
 
     def edge_weights(self, style_names: list[str]) -> list[float]:
         """Each style's edge-loss weight, in ``style_names``' order: its ``edge_style_weights``

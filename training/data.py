@@ -138,10 +138,12 @@ def load_styles(paths: list[Path], max_side: int, mask_background: bool = True) 
 class ContentSampler:
     """Random crops from a folder of photos, held in memory (the shared set is ~100 images)."""
 
-    def __init__(self, folder: Path, crop: int, max_side: int, seed: int) -> None:
+    def __init__(self, folder: Path, crop: int, max_side: int, seed: int, scale: tuple[float, float] = (0.5, 1.0)) -> None:
         self.images = [load_rgb(p, max_side) for p in list_images(folder)]
         self.crop = crop
+        self.scale = scale  # ``random_crop``'s: the crop's side as a share of the photo's shorter side
         self.rng = random.Random(seed)
 
     def batch(self, n: int) -> torch.Tensor:
-        return torch.stack([random_crop(self.rng.choice(self.images), self.crop, self.rng) for _ in range(n)])
+        """[n, 3, crop, crop] float in [0, 1]."""
+        return torch.stack([random_crop(self.rng.choice(self.images), self.crop, self.rng, self.scale) for _ in range(n)])

@@ -101,7 +101,8 @@ class Trainer:
         self.w_prior, self.prior_rel = per_style_scale(cfg.prior_weights(names), self.device)
         # With a temporal margin, crops carry context for the moved second view (``second_view``).
         self.margin = cfg.temporal_margin if self.w_temporal > 0 else 0
-        self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=max(cfg.crop * 2, 384), seed=cfg.seed + self.world.rank)
+        self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=cfg.content_max_side(), seed=cfg.seed + self.world.rank,
+                                      scale=(cfg.crop_scale_min, cfg.crop_scale_max))
         self.video = VideoPairs([Path(v) for v in cfg.videos], cfg.crop, seed=cfg.seed + self.world.rank) if cfg.videos else None
         if self.video is not None:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
