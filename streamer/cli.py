@@ -638,7 +638,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("content_side", int), ("crop_scale_min", float), ("crop_scale_max", float), ("width", int), ("blocks", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_temporal_branch", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("head_blur_taps", int), ("in_blur_taps", int), ("half_res", int), ("stroke_mlp", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_temporal_branch", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("temporal_motion", float), ("head_blur_taps", int), ("in_blur_taps", int), ("half_res", int), ("stroke_mlp", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     s.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=None,
                    help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")

@@ -654,3 +654,29 @@ def test_head_lanczos_adds_no_weights_and_round_trips(tmp_path: Path) -> None:
         out = lanczos_head(z, torch.zeros(1, 3, 16, 24), lz.head)
         want = 0.5 * lz.head.weight[:, :12].sum((1, 2, 3)) + lz.head.bias
         torch.testing.assert_close(out, want.view(1, 4, 1, 1).expand(1, 4, 16, 24), atol=1e-5, rtol=1e-5)
+
+
+def test_temporal_motion_scales_the_second_views_move(tmp_path: Path) -> None:
+    """``temporal_motion`` scales the random affine move of the temporal loss's second view:
+    at 0.5 a pixel moves half as far as at 1, from the same random draw."""
+    from tests.conftest import make_images
+    from training.config import TrainConfig
+    from training.train import Trainer, make_run_dir
+
+    content = make_images(tmp_path / "content", 2, (96, 96), 0)
+    a = make_images(tmp_path / "a", 1, (48, 48), 1)
+    ys, xs = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
+    ramp = torch.stack([xs, ys, xs * 0]).expand(3, 3, 48, 48).contiguous()  # a pixel's (x, y) as its colour
+    moved_by = {}
+    for k in (1.0, 0.5):
+        cfg = TrainConfig(content=str(content), styles=(str(a),), out=str(tmp_path / "runs"), batch=3, crop=48, style_size=48, width=8, blocks=1,
+                          backbone="fake", device="cpu", w_temporal=1.0, temporal_margin=8, temporal_noise=0.0, temporal_motion=k)
+        tr = Trainer(cfg, make_run_dir(tmp_path / f"r{k}", "t"))
+        torch.manual_seed(3)
+        _, move = tr.temporal_view(torch.rand(3, 3, 64, 64), None)  # crops of 48 with 8 px context
+        moved, valid = move(ramp)
+        moved_by[k] = float(((moved - ramp).abs() * valid).sum() / valid.sum())
+    assert moved_by[1.0] > 0.005  # the draw moved the crops (≥ ~0.25 px of 48)
+    assert moved_by[0.5] == pytest.approx(moved_by[1.0] / 2, rel=0.15)
+    with pytest.raises(ValueError, match="temporal_motion must be > 0"):
+        TrainConfig(content="c", styles=("a",), temporal_motion=0.0)

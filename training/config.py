@@ -53,6 +53,7 @@ class TrainConfig:
     temporal_blur: float = 0.0  # σ (px) of the Gaussian the temporal difference is blurred with; 0 = none
     temporal_noise: float = 0.02  # std of the noise added to the warped second view (0–1 scale)
     temporal_margin: int = 0  # px of context around each crop that the second view is warped from; 0 = smeared border
+    temporal_motion: float = 1.0  # scale of the second view's random move; at 1: shift ≤ crop/40 px, rotation ≤ 2°, zoom ≤ 3 % (``Trainer.temporal_view``)
     w_edge: float = 0.0  # soft Canny edge maps of output vs photo (losses.edge_loss), every style; 0 = off
     edge_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_edge
     temporal_style_weights: dict[str, float] = field(default_factory=dict)  # style name → its own w_temporal (needs w_temporal > 0)
@@ -90,6 +91,8 @@ class TrainConfig:
         for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge", "half_res", "stroke_mlp"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
+        if not self.temporal_motion > 0:
+            raise ValueError(f"temporal_motion must be > 0 (a scale on the second view's move), got {self.temporal_motion}")
         if self.in_blur_taps not in (5, 9, 13, 17):  # generator.IN_BLUR_TAPS
             raise ValueError(f"in_blur_taps must be 5, 9, 13 or 17, got {self.in_blur_taps}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS

@@ -181,7 +181,8 @@ class Trainer:
                 return moved, inside * pair.valid
             return pair.x1, by_flow
         cfg = self.cfg
-        theta = random_affine(context.shape[0], 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
+        k = cfg.temporal_motion
+        theta = random_affine(context.shape[0], k * 0.05 * cfg.crop / context.shape[-1], k * 2.0, k * 0.03).to(self.device)
         xw, theta = second_view(context, theta, self.margin)
         xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
         return xw, lambda y: warp(y, theta)
