@@ -8,6 +8,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import zmq
 
 import engines
@@ -38,9 +39,28 @@ def _auto_tensorrt(cfg: ServeConfig) -> tuple[bool, str]:
         return False, outside
     try:
         with TensorRTEngine(engines.load_model_info(cfg.model_path), **tensorrt_options(cfg)) as eng:  # type: ignore[arg-type]
+            trial_frame(eng, cfg.width, cfg.height)
             return True, f"{why}, engine {eng.spec.paths.plan}"
     except engines.EngineError as e:
         return False, f"TensorRT engine unavailable: {e}"
+    except Exception as e:  # noqa: BLE001 - see below
+        # No machine this was developed on has had TensorRT, so a TensorRT or driver version can
+        # fail in ways the engine does not map to EngineError (a changed binding API, say). With
+        # `auto` that must cost the TensorRT speed, not the service: it restarted in a loop on the
+        # same error. The traceback is logged for a bug report.
+        log.warning("TensorRT failed with an unexpected error; auto falls back to ONNX Runtime", exc_info=True)
+        return False, f"TensorRT failed: {type(e).__name__}: {e}"
+
+
+def trial_frame(eng: engines.BaseEngine, width: int, height: int) -> None:
+    """One mid-grey ``width``×``height`` frame through an open engine, before ``auto`` commits to it:
+    the whole inference path (bindings, copies, output layout) runs once. EngineError if the
+    output is not a [height, width, 3] frame with a [height, width] attention map."""
+    style = np.zeros(eng.model.num_styles, np.float32)
+    style[0] = 1.0
+    res = eng.infer(np.full((height, width, 3), 128, np.uint8), style, 1.0)
+    if res.output.shape != (height, width, 3) or res.attention.shape != (height, width):
+        raise engines.EngineError(f"trial frame {width}x{height}: output {res.output.shape}, attention {res.attention.shape}")
 
 
 def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:

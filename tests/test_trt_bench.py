@@ -35,6 +35,34 @@ def test_auto_falls_back_to_onnxruntime_for_a_size_outside_the_profile(tiny_mode
     assert any("tensorrt not used: 256x144 is outside trt_profile 16x16:64x48:128x96" in r.message for r in caplog.records)
 
 
+@pytest.mark.parametrize("failure", ["exception", "wrong shape"])
+def test_auto_falls_back_to_onnxruntime_when_tensorrt_fails_its_trial_frame(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                            caplog: pytest.LogCaptureFixture, failure: str) -> None:
+    """``auto`` runs one frame through the TensorRT engine before choosing it. An error the engine
+    does not map to EngineError (a TensorRT whose API differs, say), or an output of the wrong
+    shape, falls back to ONNX Runtime with the reason, where the daemon exited and restarted."""
+    import numpy as np
+
+    import engines.tensorrt
+
+    install(monkeypatch, make_tensorrt([]), make_pycuda([]))
+    cfg = validate(ServeConfig(model=str(tiny_model), width=128, height=96, trt_profile="16x16:64x48:128x96", engine_cache=str(tmp_path)))
+    assert resolve_backend(cfg)[0] == "tensorrt"  # the fakes pass the trial frame
+
+    def broken(self: object, frame: np.ndarray, style: np.ndarray, strength: float) -> tuple[np.ndarray, np.ndarray]:
+        if failure == "exception":
+            raise TypeError("execute_async_v3() takes 1 positional argument")
+        n, h, w, _ = frame.shape
+        return np.zeros((n, h // 2, w, 3), np.uint8), np.zeros((n, h // 2, w, 1), np.uint8)
+
+    monkeypatch.setattr(engines.tensorrt.TensorRTEngine, "_run", broken)
+    caplog.set_level(logging.INFO, "streamer.daemon")
+    name, options = resolve_backend(cfg)
+    assert name == "onnxruntime" and options["provider"] == "auto"
+    why = "TypeError: execute_async_v3()" if failure == "exception" else "trial frame 128x96: output (48, 128, 3)"
+    assert any("backend auto → onnxruntime" in r.message and why in r.message for r in caplog.records)
+
+
 def test_tensorrt_options_come_from_the_config(tiny_model: Path) -> None:
     name, options = resolve_backend(ServeConfig(model=str(tiny_model), backend="tensorrt", trt_profile="64x64:320x180:640x360", cuda_graph=True))
     assert name == "tensorrt" and options["profile"] == "64x64:320x180:640x360" and options["cuda_graph"] is True
