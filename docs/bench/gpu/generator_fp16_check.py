@@ -1,0 +1,184 @@
+"""The bundled generator in FP16 on a GPU: numerics against FP32, and throughput. One call.
+
+For a CUDA machine that has PyTorch but no TensorRT (the machines lent here). It runs what the
+TensorRT source graph computes (``FastFramePipeline`` with the style's affine outside the instance
+norm, as ``training/fp16.py`` exports it), in the FP16 recipe of ``<model>.fp16.onnx``: weights and
+activations in FP16, instance-norm statistics in FP32 (``CondInstanceNorm`` casts), the uint8
+frame in and out. Reported:
+
+- numerics: PSNR of the FP16 output against the FP32 output (uint8, per photo × style, at each
+  size), the largest absolute difference in grey levels, whether the FP16 head (colour deltas +
+  attention logits, before any sigmoid or cast) stayed finite, and its largest |value|;
+- speed: median and p95 ms of one frame, uint8 in device memory to uint8 out, FP32 and FP16, at
+  each size (CUDA events; ``--runs`` frames after ``--warmup``), and the same with the host copies
+  (pinned uint8 buffers) for FP16.
+
+On the lent machine only the repository travels, not ``../shared``: without ``--content`` photos
+the numerics use the demo frame alone; carry a folder of photos and name it to use more.
+Run from the repository root (CPU works too, slowly, for a smoke test; tests/test_gpu_check_script.py):
+  python docs/bench/gpu/generator_fp16_check.py --out "$OUT/gpu_check.json"
+  python docs/bench/gpu/generator_fp16_check.py --device cpu --sizes 128x72 --photos 1 --runs 2 --warmup 1
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+sys.path.insert(0, ".")
+from training.data import list_images  # noqa: E402
+from training.export import load_generator, to_u8_nhwc  # noqa: E402
+from training.fast_graph import FastGenerator  # noqa: E402
+from training.generator import blend  # noqa: E402
+
+
+def parse_sizes(text: str) -> list[tuple[int, int]]:
+    out = []
+    for part in text.split(","):
+        w, h = (int(v) for v in part.strip().lower().split("x"))
+        if w % 8 or h % 8:
+            raise SystemExit(f"--sizes: {w}x{h} is not a multiple of 8")
+        out.append((w, h))
+    return out
+
+
+def frame_pipeline(fast: FastGenerator, frame: torch.Tensor, style: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """uint8 BGR [1,H,W,3] on the device → (uint8 output [1,H,W,3], uint8 attention [1,H,W,1], head [1,4,H,W] in ``dtype``)."""
+    x = frame.to(dtype).permute(0, 3, 1, 2) / 255.0
+    g, a, head = fast(x, style.to(dtype))
+    return to_u8_nhwc(blend(x, g, a, 1.0)), to_u8_nhwc(a), head
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def cell(img: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Centre crop to w:h, then resize (area)."""
+    ih, iw = img.shape[:2]
+    if iw / ih > w / h:
+        nw = int(ih * w / h)
+        img = img[:, (iw - nw) // 2:(iw - nw) // 2 + nw]
+    else:
+        nh = int(iw * h / w)
+        img = img[(ih - nh) // 2:(ih - nh) // 2 + nh]
+    return np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
+
+
+class Timer:
+    """Wall time of a callable on the device: CUDA events on a GPU, perf_counter elsewhere."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.cuda = device.type == "cuda"
+
+    def __call__(self, fn: Any, runs: int, warmup: int) -> list[float]:
+        for _ in range(warmup):
+            fn()
+        ms = []
+        for _ in range(runs):
+            if self.cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                fn()
+                end.record()
+                end.synchronize()
+                ms.append(start.elapsed_time(end))
+            else:
+                t0 = time.perf_counter()
+                fn()
+                ms.append((time.perf_counter() - t0) * 1000)
+        return ms
+
+
+def check_size(fast32: FastGenerator, fast16: FastGenerator, photos: list[np.ndarray], num_styles: int, w: int, h: int,
+               dev: torch.device, timer: Timer, runs: int, warmup: int) -> dict[str, Any]:
+    """Numerics over every photo × style, then speed on the first photo and style, at w×h."""
+    psnrs, maxdiff, head_max, finite = [], 0, 0.0, True
+    for img in photos:
+        frame = torch.from_numpy(cell(img, w, h))[None].to(dev)
+        for i in range(num_styles):
+            style = torch.nn.functional.one_hot(torch.tensor([i]), num_styles).float().to(dev)
+            o32, _, _ = frame_pipeline(fast32, frame, style, torch.float32)
+            o16, _, head = frame_pipeline(fast16, frame, style, torch.float16)
+            finite &= bool(torch.isfinite(head).all())
+            head_max = max(head_max, float(head.float().abs().max()))
+            r32, r16 = o32.cpu().numpy(), o16.cpu().numpy()
+            psnrs.append(psnr(r32, r16))
+            maxdiff = max(maxdiff, int(np.abs(r32.astype(int) - r16.astype(int)).max()))
+    host_in = torch.from_numpy(cell(photos[0], w, h))[None]
+    host_out = torch.empty((1, h, w, 3), dtype=torch.uint8)
+    if dev.type == "cuda":
+        host_in, host_out = host_in.pin_memory(), host_out.pin_memory()
+    frame = host_in.to(dev)
+    style = torch.nn.functional.one_hot(torch.tensor([0]), num_styles).float().to(dev)
+
+    def stats(ms: list[float]) -> dict[str, float]:
+        return {"median_ms": float(np.median(ms)), "p95_ms": float(np.percentile(ms, 95))}
+
+    def with_copies() -> None:
+        out, _, _ = frame_pipeline(fast16, host_in.to(dev, non_blocking=True), style, torch.float16)
+        host_out.copy_(out, non_blocking=True)
+
+    speed = {
+        "fp32": stats(timer(lambda: frame_pipeline(fast32, frame, style, torch.float32), runs, warmup)),
+        "fp16": stats(timer(lambda: frame_pipeline(fast16, frame, style, torch.float16), runs, warmup)),
+        "fp16_with_host_copies": stats(timer(with_copies, runs, warmup)),
+    }
+    return {"psnr_fp16_vs_fp32_db": {"min": float(np.min(psnrs)), "median": float(np.median(psnrs))},
+            "max_abs_diff_grey_levels": maxdiff, "fp16_head_finite": finite, "fp16_head_max_abs": head_max, "speed": speed}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="streamer/models/default.generator.pt")
+    ap.add_argument("--content", default="../shared/data/content", help="photos for the numerics (falls back to the demo frame)")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--sizes", default="640x360,1280x720,1920x1080")
+    ap.add_argument("--photos", type=int, default=4)
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--warmup", type=int, default=30)
+    ap.add_argument("--out", help="JSON report")
+    a = ap.parse_args()
+
+    dev = torch.device(a.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device (try --device cpu for a smoke test)")
+    torch.backends.cudnn.benchmark = True
+    g, styles, _ = load_generator(Path(a.model))
+    g = g.to(dev)
+    fast32 = FastGenerator(g, fuse_norm_affine=False).to(dev).eval()
+    fast16 = FastGenerator(load_generator(Path(a.model))[0], fuse_norm_affine=False).to(dev).half().eval()  # its own copy of the weights, all FP16
+    content = Path(a.content)
+    photos = [cv2.imread(str(p)) for p in (list_images(content)[: a.photos] if content.is_dir() else [])]
+    if not photos:
+        photos = [cv2.imread("streamer/assets/demo.jpg")]
+    report: dict[str, Any] = {
+        "model": a.model, "styles": styles, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+        "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version() if dev.type == "cuda" else None,
+        "photos": len(photos), "sizes": {},
+    }
+    timer = Timer(dev)
+    with torch.inference_mode():
+        for w, h in parse_sizes(a.sizes):
+            s = report["sizes"][f"{w}x{h}"] = check_size(fast32, fast16, photos, len(styles), w, h, dev, timer, a.runs, a.warmup)
+            print(f"{w}x{h:<5}  PSNR min {s['psnr_fp16_vs_fp32_db']['min']:.1f} dB median {s['psnr_fp16_vs_fp32_db']['median']:.1f} dB, "
+                  f"max diff {s['max_abs_diff_grey_levels']}, head finite {s['fp16_head_finite']} (max |head| {s['fp16_head_max_abs']:.1f});  "
+                  + ", ".join(f"{k} {v['median_ms']:.2f} ms (p95 {v['p95_ms']:.2f})" for k, v in s["speed"].items()), flush=True)
+    print(f"device: {report['device']}, torch {report['torch']}, CUDA {report['cuda']}")
+    if a.out:
+        Path(a.out).write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
