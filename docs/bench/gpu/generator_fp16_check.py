@@ -23,6 +23,7 @@ Run from the repository root (CPU works too, slowly, for a smoke test; tests/tes
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
 import sys
@@ -35,24 +36,30 @@ import numpy as np
 import torch
 
 sys.path.insert(0, ".")
+from engines.trt_manifest import ProfileError  # noqa: E402
+from streamer.bench import parse_sizes  # noqa: E402
+from streamer.contact_sheet import _cell  # noqa: E402
 from training.data import list_images  # noqa: E402
 from training.export import load_generator, to_u8_nhwc  # noqa: E402
 from training.fast_graph import FastGenerator  # noqa: E402
 from training.generator import blend  # noqa: E402
 
 
-def parse_sizes(text: str) -> list[tuple[int, int]]:
-    out = []
-    for part in text.split(","):
-        w, h = (int(v) for v in part.strip().lower().split("x"))
+def sizes_arg(text: str) -> list[tuple[int, int]]:
+    """``--sizes`` through the bench's parser; each a multiple of 8 (the graph's own rule)."""
+    try:
+        sizes = parse_sizes(text)
+    except ProfileError as e:
+        raise SystemExit(f"--sizes: {e}") from e
+    for w, h in sizes:
         if w % 8 or h % 8:
             raise SystemExit(f"--sizes: {w}x{h} is not a multiple of 8")
-        out.append((w, h))
-    return out
+    return sizes
 
 
 def frame_pipeline(fast: FastGenerator, frame: torch.Tensor, style: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """uint8 BGR [1,H,W,3] on the device → (uint8 output [1,H,W,3], uint8 attention [1,H,W,1], head [1,4,H,W] in ``dtype``)."""
+    """``FastFramePipeline.run`` in ``dtype`` (it casts the frame to float32): uint8 BGR [1,H,W,3] on the
+    device → (uint8 output [1,H,W,3], uint8 attention [1,H,W,1], head [1,4,H,W] in ``dtype``)."""
     x = frame.to(dtype).permute(0, 3, 1, 2) / 255.0
     g, a, head = fast(x, style.to(dtype))
     return to_u8_nhwc(blend(x, g, a, 1.0)), to_u8_nhwc(a), head
@@ -61,18 +68,6 @@ def frame_pipeline(fast: FastGenerator, frame: torch.Tensor, style: torch.Tensor
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def cell(img: np.ndarray, w: int, h: int) -> np.ndarray:
-    """Centre crop to w:h, then resize (area)."""
-    ih, iw = img.shape[:2]
-    if iw / ih > w / h:
-        nw = int(ih * w / h)
-        img = img[:, (iw - nw) // 2:(iw - nw) // 2 + nw]
-    else:
-        nh = int(iw * h / w)
-        img = img[(ih - nh) // 2:(ih - nh) // 2 + nh]
-    return np.ascontiguousarray(cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA))
 
 
 class Timer:
@@ -105,7 +100,7 @@ def check_size(fast32: FastGenerator, fast16: FastGenerator, photos: list[np.nda
     """Numerics over every photo × style, then speed on the first photo and style, at w×h."""
     psnrs, maxdiff, head_max, finite = [], 0, 0.0, True
     for img in photos:
-        frame = torch.from_numpy(cell(img, w, h))[None].to(dev)
+        frame = torch.from_numpy(_cell(img, w, h))[None].to(dev)
         for i in range(num_styles):
             style = torch.nn.functional.one_hot(torch.tensor([i]), num_styles).float().to(dev)
             o32, _, _ = frame_pipeline(fast32, frame, style, torch.float32)
@@ -115,7 +110,7 @@ def check_size(fast32: FastGenerator, fast16: FastGenerator, photos: list[np.nda
             r32, r16 = o32.cpu().numpy(), o16.cpu().numpy()
             psnrs.append(psnr(r32, r16))
             maxdiff = max(maxdiff, int(np.abs(r32.astype(int) - r16.astype(int)).max()))
-    host_in = torch.from_numpy(cell(photos[0], w, h))[None]
+    host_in = torch.from_numpy(_cell(photos[0], w, h))[None]
     host_out = torch.empty((1, h, w, 3), dtype=torch.uint8)
     if dev.type == "cuda":
         host_in, host_out = host_in.pin_memory(), host_out.pin_memory()
@@ -157,7 +152,7 @@ def main() -> int:
     g, styles, _ = load_generator(Path(a.model))
     g = g.to(dev)
     fast32 = FastGenerator(g, fuse_norm_affine=False).to(dev).eval()
-    fast16 = FastGenerator(load_generator(Path(a.model))[0], fuse_norm_affine=False).to(dev).half().eval()  # its own copy of the weights, all FP16
+    fast16 = FastGenerator(copy.deepcopy(g), fuse_norm_affine=False).half().eval()  # its own copy of the weights, all FP16
     content = Path(a.content)
     photos = [cv2.imread(str(p)) for p in (list_images(content)[: a.photos] if content.is_dir() else [])]
     if not photos:
@@ -169,7 +164,7 @@ def main() -> int:
     }
     timer = Timer(dev)
     with torch.inference_mode():
-        for w, h in parse_sizes(a.sizes):
+        for w, h in sizes_arg(a.sizes):
             s = report["sizes"][f"{w}x{h}"] = check_size(fast32, fast16, photos, len(styles), w, h, dev, timer, a.runs, a.warmup)
             print(f"{w}x{h:<5}  PSNR min {s['psnr_fp16_vs_fp32_db']['min']:.1f} dB median {s['psnr_fp16_vs_fp32_db']['median']:.1f} dB, "
                   f"max diff {s['max_abs_diff_grey_levels']}, head finite {s['fp16_head_finite']} (max |head| {s['fp16_head_max_abs']:.1f});  "
