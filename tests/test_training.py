@@ -680,3 +680,6 @@ def test_temporal_motion_scales_the_second_views_move(tmp_path: Path) -> None:
     assert moved_by[0.5] == pytest.approx(moved_by[1.0] / 2, rel=0.15)
     with pytest.raises(ValueError, match="temporal_motion must be > 0"):
         TrainConfig(content="c", styles=("a",), temporal_motion=0.0)
+    for bad in (float("inf"), float("nan"), 11.0):
+        with pytest.raises(ValueError, match="temporal_motion must be > 0 and ≤ 10"):
+            TrainConfig(content="c", styles=("a",), temporal_motion=bad)

@@ -91,8 +91,8 @@ class TrainConfig:
         for name in ("temporal_blur", "temporal_noise", "temporal_margin", "w_temporal", "w_temporal_branch", "w_edge", "half_res", "stroke_mlp"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
-        if not self.temporal_motion > 0:
-            raise ValueError(f"temporal_motion must be > 0 (a scale on the second view's move), got {self.temporal_motion}")
+        if not 0 < self.temporal_motion <= 10:  # NaN and inf fail too; at 10 a move already leaves a 160 px crop's 16 px margin
+            raise ValueError(f"temporal_motion must be > 0 and ≤ 10 (a scale on the second view's move), got {self.temporal_motion}")
         if self.in_blur_taps not in (5, 9, 13, 17):  # generator.IN_BLUR_TAPS
             raise ValueError(f"in_blur_taps must be 5, 9, 13 or 17, got {self.in_blur_taps}")
         if self.head_blur_taps not in (3, 5):  # generator.HEAD_BLUR_KERNELS
