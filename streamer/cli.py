@@ -426,8 +426,15 @@ def cmd_train(a: argparse.Namespace) -> int:
                 raise ValueError(f"--video: no such file {', '.join(missing)}")
             overrides["videos"] = tuple(a.video)
         cfg = TrainConfig(**overrides)
+        if a.recipe:
+            from training.recipe import check_base
+            check_base(set(overrides))
+        elif a.recipe_scale != 1.0:
+            raise ValueError("--recipe-scale needs --recipe")
     except ValueError as e:
         raise ConfigError(f"train: {e}") from e
+    if a.recipe:
+        return _train_recipe(cfg, a)
     try:
         if a.dry_run:  # what train would refuse, dry-run refuses: unreadable images, a resume of other styles…
             preflight(cfg)
@@ -437,6 +444,30 @@ def cmd_train(a: argparse.Namespace) -> int:
     except PreflightError as e:
         raise ConfigError(f"train: {e}") from e
     print(f"checkpoint: {ckpt}")
+    return EXIT_OK
+
+
+def _train_recipe(base: Any, a: argparse.Namespace) -> int:
+    """``train --recipe``: the bundled model's chain of stages for ``base`` (a TrainConfig of the
+    user's data and styles) in one folder; --dry-run prints each stage's config."""
+    from dataclasses import replace
+
+    from streamer.config import ConfigError
+    from training.recipe import RecipeError, recipe_stages, run_recipe, stage_configs
+    from training.train import PreflightError, preflight
+
+    folder = Path(a.out) if a.out else Path("runs") / f"recipe-{base.run_tag()}"
+    try:
+        plan = stage_configs(base, folder, recipe_stages(), a.recipe_scale)
+        preflight(replace(plan[0][1], teacher=base.teacher))  # images, styles, per-style tables, the teacher's styles
+        if a.dry_run:
+            print(json.dumps({st.name: json.loads(c.to_json()) for st, c in plan}, indent=2))
+            return EXIT_OK
+        print(f"recipe: {len(plan)} stages into {folder}; the same command again continues it", flush=True)
+        model = run_recipe(base, folder, a.recipe_scale)
+    except (RecipeError, PreflightError) as e:
+        raise ConfigError(f"train: {e}") from e
+    print(f"model: {model}")
     return EXIT_OK
 
 
@@ -665,6 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="pull this style towards a cartoon rendering of the photo (flattened, saturated, outlined; training.cartoon) with weight W (repeat per style)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
+    s.add_argument("--recipe", action="store_true",
+                   help="train with the bundled model's whole recipe (teacher, distilled student, stable-video, edge, alias-free and Lanczos fine-tunes; "
+                        "~1-2 h on two cores) into --out (default runs/recipe-STYLES), exported to model.onnx there; the same command again continues it")
+    s.add_argument("--recipe-scale", type=_bounded(float, 0.0, 1.0, low_open=True), default=1.0,
+                   help="with --recipe: each stage's steps times this (0.1 for a quick look at the chain, default 1)")
     s.add_argument("--dry-run", action="store_true", help="check the inputs (images readable, styles of --resume/--init/--teacher), print the resolved config and exit")
     s.set_defaults(func=cmd_train)
 

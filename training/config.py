@@ -110,6 +110,11 @@ class TrainConfig:
         if self.temporal_style_weights and self.w_temporal <= 0:
             raise ValueError("temporal_style_weights need w_temporal > 0 (the temporal loss is off)")
 
+    def run_tag(self) -> str:
+        """The styles' names joined, as run directories are named: a painting's file stem, a
+        folder's name (at most 60 characters)."""
+        return "-".join(Path(s).stem if Path(s).is_file() else Path(s).name for s in self.styles)[:60]
+
     def content_max_side(self) -> int:
         """The longer side, px, the content photos are downscaled to (never up) before cropping."""
         return self.content_side or max(self.crop * 2, 384)

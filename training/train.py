@@ -432,8 +432,7 @@ def train(cfg: TrainConfig) -> Path:
                 p = Path(cfg.resume)
                 run_dir = p if p.is_dir() else p.parent
             else:
-                tag = "-".join(Path(s).stem if Path(s).is_file() else Path(s).name for s in cfg.styles)[:60]
-                run_dir = make_run_dir(Path(cfg.out), tag)
+                run_dir = make_run_dir(Path(cfg.out), cfg.run_tag())
             (run_dir / "config.json").write_text(cfg.to_json())
             log.info("run directory %s (%d process%s)", run_dir, world.size, "es" if world.distributed else "")
         run_dir = share_path(world, run_dir)

@@ -1,0 +1,181 @@
+"""The bundled model's training recipe as one command (``stylecast train --recipe``).
+
+A plain ``stylecast train`` is one stage with the loop's defaults: a model that flickers on
+video (docs/QUALITY.md, "Flicker"). The bundled model came out of a chain of stages, each
+starting from the one before (docs/QUALITY.md, "How it was trained";
+docs/model/train_default.sh runs it for the bundled styles):
+
+============  =====  ==================================================================
+stage         steps  what it adds
+============  =====  ==================================================================
+teacher       5000   a 32-channel generator: the strokes (light temporal loss)
+student       3000   a 16-channel generator distilled from it (temporal 20)
+video          800   resumed: anti-aliased body, smoothed head, blurred temporal loss 500
+edge           800   resumed: the photo's contours (edge loss 8, per-style overrides)
+alias_free     800   from its EMA weights: filtered ReLUs at ⅛ and ¼ resolution
+lanczos        800   from its EMA weights: the head upsampled with Lanczos-3
+lanczos2       800   the same again
+============  =====  ==================================================================
+
+``recipe_stages`` is that table as data and ``run_recipe`` runs it for the user's own styles,
+photos and footage: the stage folders go under one recipe folder, a finished stage is never run
+again, and an interrupted one continues from its last checkpoint, so the same command picks
+up where it stopped. The last stage is exported to ``model.onnx`` there.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+Start = Literal["new", "resume", "init"]
+"""How a stage starts from the one before: ``new`` a fresh run (the teacher; the student, with
+the teacher given to it), ``resume`` the previous stage's checkpoint copied into the stage's
+folder and continued (optimisers and discriminator too), ``init`` a fresh run from the previous
+stage's EMA generator weights."""
+
+
+class RecipeError(ValueError):
+    """A recipe that cannot run as asked: a flag the stages set, a bad scale, a torchrun launch."""
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    steps: int  # this stage's own steps (a resumed stage trains to the previous total plus these)
+    start: Start
+    options: dict[str, Any]  # TrainConfig fields on top of the recipe's base
+
+
+_FT = {"width": 16, "blocks": 3, "antialias": True, "smooth_head": True, "head_blur_taps": 3, "w_temporal": 500.0,
+       "temporal_blur": 1.5, "temporal_margin": 16, "sample_every": 400, "ckpt_every": 100}
+_EDGE = {**_FT, "temporal_noise": 0.0, "w_edge": 8.0}
+_ALIAS_FREE = {**_EDGE, "alias_free": True, "alias_free_quarter": True}
+
+
+def recipe_stages(temporal: bool = True) -> list[Stage]:
+    """The bundled model's chain (docs/model/train_config*.json record what each stage ran).
+    With ``temporal`` False every stage after the teacher trains without the temporal loss: the
+    ablation of docs/QUALITY.md."""
+    def t(w: float) -> float:
+        return w if temporal else 0.0
+
+    return [
+        Stage("teacher", 5000, "new", {}),
+        Stage("student", 3000, "new", {"width": 16, "blocks": 3, "w_temporal": t(20.0), "sample_every": 1000}),
+        Stage("video", 800, "resume", {**_FT, "w_temporal": t(500.0)}),
+        Stage("edge", 800, "resume", {**_EDGE, "w_temporal": t(500.0)}),
+        Stage("alias_free", 800, "init", {**_ALIAS_FREE, "w_temporal": t(500.0)}),
+        Stage("lanczos", 800, "init", {**_ALIAS_FREE, "w_temporal": t(500.0), "head_lanczos": True}),
+        Stage("lanczos2", 800, "init", {**_ALIAS_FREE, "w_temporal": t(500.0), "head_lanczos": True}),
+    ]
+
+
+STAGE_FIELDS = frozenset({"steps", "out", "resume", "init", "teacher"} | {k for s in recipe_stages() for k in s.options})
+"""TrainConfig fields the stages set. A recipe's base may set none of them but ``out`` (the
+recipe's folder, not the base's) and ``teacher`` (a trained teacher: its stage is skipped)."""
+
+
+def check_base(user_set: set[str]) -> None:
+    """RecipeError naming the flags (TrainConfig fields) the user set that the stages set."""
+    clash = sorted(user_set & (STAGE_FIELDS - {"out", "teacher"}))
+    if clash:
+        flags = ", ".join("--" + k.replace("_", "-") for k in clash)
+        raise RecipeError(f"{flags}: set by the recipe's stages (training/recipe.py); leave them out, or run the stages "
+                          "yourself (docs/model/train_default.sh shows their commands)")
+
+
+def stage_configs(base: TrainConfig, folder: Path, stages: list[Stage], scale: float = 1.0) -> list[tuple[Stage, TrainConfig]]:
+    """Each stage's TrainConfig: ``base`` (the user's data, styles, seed, device…) with the stage's
+    options, its steps × ``scale`` (at least 1; a resumed stage's count is the running total, as a
+    resumed run trains to ``steps``), and ``out`` its folder under ``folder``. ``resume``, ``init``
+    and ``teacher`` are left for ``run_recipe`` to fill in once the previous stage exists; the
+    configs are built here, before anything trains, so that a bad option fails in seconds, not
+    an hour in. With ``base.teacher`` the teacher stage is dropped and the student distils from it."""
+    if not 0 < scale <= 1:
+        raise RecipeError(f"recipe scale must be > 0 and ≤ 1, got {scale}")
+    out: list[tuple[Stage, TrainConfig]] = []
+    total = 0
+    for st in stages:
+        if st.name == "teacher" and base.teacher:
+            continue
+        n = max(1, round(st.steps * scale))
+        total = total + n if st.start == "resume" else n
+        cfg = replace(base, **st.options, steps=total, out=str(folder / st.name), resume=None, init=None, teacher=None)
+        out.append((st, cfg))
+    return out
+
+
+def _run_dirs(stage_dir: Path) -> list[Path]:
+    return sorted(p for p in stage_dir.glob("0*") if (p / "checkpoint.pt").is_file())
+
+
+def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bool = True,
+               train: Callable[[TrainConfig], Path] | None = None,
+               export: Callable[[Path, Path], Path] | None = None) -> Path:
+    """Run the chain for ``base``'s styles under ``folder`` (with ``base.teacher``, a trained
+    teacher of the same styles, from the student on) and export the last stage to
+    ``folder/model.onnx`` (with its sidecar, FP16 ONNX and generator weights); returns that path.
+
+    Per stage: ``folder/<stage>/`` holds its run (a numbered run directory, or for a resumed
+    stage the checkpoint itself) and ``.done`` once it finished; ``folder/times.tsv`` gets its
+    seconds. A stage with ``.done`` is skipped; one without it that has a checkpoint continues
+    from it. ``train`` and ``export`` default to ``training.train.train`` and
+    ``training.export.export_checkpoint`` (tests pass their own to watch the order)."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise RecipeError("the recipe runs on one process; under torchrun, run its stages' commands (docs/model/train_default.sh)")
+    if train is None:
+        from training.train import train
+    if export is None:
+        from training.export import export_checkpoint as export
+    plan = stage_configs(base, folder, recipe_stages(temporal), scale)
+    folder.mkdir(parents=True, exist_ok=True)
+    prev: Path | None = None  # the previous stage's checkpoint
+    teacher_ckpt = base.teacher
+    for st, cfg in plan:
+        stage_dir = Path(cfg.out)
+        done = stage_dir / ".done"
+        if st.start == "resume":
+            ckpt = stage_dir / "checkpoint.pt"
+            if not done.exists():
+                if not ckpt.exists():
+                    assert prev is not None, "a resumed stage follows another"
+                    stage_dir.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(prev, ckpt)
+                cfg = replace(cfg, resume=str(stage_dir))
+        else:
+            runs = _run_dirs(stage_dir)
+            if not done.exists():
+                if runs:  # interrupted: continue that run, not a new one from its start
+                    cfg = replace(cfg, resume=str(runs[-1]))
+                elif st.start == "init":
+                    cfg = replace(cfg, init=str(prev))
+                if st.name == "student":
+                    cfg = replace(cfg, teacher=teacher_ckpt)
+        if done.exists():
+            log.info("recipe: %s done, skipped", st.name)
+            ckpt = stage_dir / "checkpoint.pt" if st.start == "resume" else _run_dirs(stage_dir)[-1] / "checkpoint.pt"
+        else:
+            log.info("recipe: stage %s, %d steps → %s", st.name, cfg.steps, stage_dir)
+            t0 = time.monotonic()
+            ckpt = train(cfg)
+            done.touch()
+            with (folder / "times.tsv").open("a") as f:
+                f.write(f"{st.name}\t{time.monotonic() - t0:.0f} s\n")
+        if st.name == "teacher":
+            teacher_ckpt = str(ckpt)
+        prev = ckpt
+    assert prev is not None
+    return export(prev, folder / "model.onnx")
+
