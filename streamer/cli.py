@@ -461,7 +461,12 @@ def _train_recipe(base: Any, a: argparse.Namespace) -> int:
         plan = stage_configs(base, folder, recipe_stages(), a.recipe_scale)
         preflight(replace(plan[0][1], teacher=base.teacher))  # images, styles, per-style tables, the teacher's styles
         if a.dry_run:
-            print(json.dumps({st.name: json.loads(c.to_json()) for st, c in plan}, indent=2))
+            starts = {"new": "a new run", "resume": "the previous stage's checkpoint, continued", "init": "the previous stage's EMA weights, a new run"}
+            stages = [{"stage": st.name, "starts_from": starts[st.start], "config": json.loads(c.to_json())} for st, c in plan]
+            for entry in stages:  # the run fills these in as it goes; say what they will be
+                if entry["stage"] == "student":
+                    entry["config"]["teacher"] = base.teacher or "the teacher stage's checkpoint"
+            print(json.dumps({"folder": str(folder), "stages": stages}, indent=2))
             return EXIT_OK
         print(f"recipe: {len(plan)} stages into {folder}; the same command again continues it", flush=True)
         model = run_recipe(base, folder, a.recipe_scale)

@@ -162,8 +162,9 @@ def test_train_recipe_cli_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 2 and "needs --recipe" in out.stderr
     out = _cli(*common, "--recipe-scale", "0.0002", "--dry-run")
     assert out.returncode == 0, out.stderr
-    plan = json.loads(out.stdout)
-    assert list(plan) == list(RECORDED) and plan["lanczos2"]["head_lanczos"] and plan["student"]["width"] == 16
+    plan = {s["stage"]: s for s in json.loads(out.stdout)["stages"]}
+    assert list(plan) == list(RECORDED) and plan["lanczos2"]["config"]["head_lanczos"] and plan["student"]["config"]["width"] == 16
+    assert plan["video"]["starts_from"].startswith("the previous stage's checkpoint") and "teacher stage" in plan["student"]["config"]["teacher"]
     assert not (tmp_path / "r").exists()
 
     out = _cli(*common, "--recipe-scale", "0.0002")

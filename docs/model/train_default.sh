@@ -10,6 +10,11 @@
 # and its .json/.fp16.onnx/.generator.pt to streamer/models/ to ship it). Stage times go to
 # OUT/times.tsv. Stops at the first failing stage; a stage already finished is not rerun.
 #
+# For other styles, `stylecast train --recipe --content DIR --style … --out DIR` runs the same
+# chain (training/recipe.py; tests/test_train_recipe.py checks its stages against the configs
+# this script's runs recorded in docs/model/). This script stays the record of the bundled
+# model's run and of the variants below.
+#
 # Environment: TEACHER=GEN.pt distils from an existing teacher (e.g. the bundled model's,
 # docs/model/teacher/teacher.generator.pt) instead of training one; TEMPORAL=0 trains every
 # stage after the teacher without the temporal loss: the ablation in docs/QUALITY.md.
