@@ -128,6 +128,13 @@ def test_run_recipe_chains_the_stages_and_continues_after_a_stop(tmp_path: Path)
     third = _FakeTrain()
     run_recipe(base, tmp_path / "r", scale=0.01, train=third, export=export)
     assert third.calls == [] and len(exported) == 2  # all done: only the export again
+    # the folder remembers how it was started: a finished stage is never retrained, so another
+    # scale would have the stages after it count their steps from the wrong end
+    for other in ({"scale": 0.5}, {"temporal": False}):
+        with pytest.raises(RecipeError, match="started with other settings"):
+            run_recipe(base, tmp_path / "r", **{"scale": 0.01, **other}, train=_FakeTrain(), export=export)  # type: ignore[arg-type]
+    with pytest.raises(RecipeError, match="styles"):
+        run_recipe(TrainConfig(content="c", styles=("b.jpg",)), tmp_path / "r", scale=0.01, train=_FakeTrain(), export=export)
 
 
 def test_run_recipe_from_a_given_teacher_and_under_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

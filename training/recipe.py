@@ -25,7 +25,9 @@ up where it stopped. The last stage is exported to ``model.onnx`` there.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -115,6 +117,21 @@ def stage_configs(base: TrainConfig, folder: Path, stages: list[Stage], scale: f
     return out
 
 
+def _check_folder(folder: Path, started: dict[str, Any]) -> None:
+    """Write ``folder/recipe.json`` with ``started``, or RecipeError if the folder was started
+    with something else."""
+    record = folder / "recipe.json"
+    if record.exists():
+        before = json.loads(record.read_text())
+        differ = {k: (before.get(k), v) for k, v in started.items() if before.get(k) != v}
+        if differ:
+            said = "; ".join(f"{k} {was!r} then, {now!r} now" for k, (was, now) in differ.items())
+            raise RecipeError(f"{folder} holds a recipe started with other settings ({said}): rerun it as it was started, or give another --out")
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(started, indent=2) + "\n")
+
+
 def _run_dirs(stage_dir: Path) -> list[Path]:
     return sorted(p for p in stage_dir.glob("0*") if (p / "checkpoint.pt").is_file())
 
@@ -130,9 +147,12 @@ def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bo
     stage the checkpoint itself) and ``.done`` once it finished; ``folder/times.tsv`` gets its
     seconds. A stage with ``.done`` is skipped; one without it that has a checkpoint continues
     from it. ``train`` and ``export`` default to ``training.train.train`` and
-    ``training.export.export_checkpoint`` (tests pass their own to watch the order)."""
-    import os
+    ``training.export.export_checkpoint`` (tests pass their own to watch the order).
 
+    ``folder/recipe.json`` records the styles, scale and temporal setting the folder was started
+    with; a rerun that differs is a RecipeError, because a finished stage is not trained again and
+    the stages after it count their steps from its end (a scale raised from 0.1 to 1 would have
+    the stable-video stage train 3500 steps, not 800)."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise RecipeError("the recipe runs on one process; under torchrun, run its stages' commands (docs/model/train_default.sh)")
     if train is None:
@@ -140,7 +160,7 @@ def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bo
     if export is None:
         from training.export import export_checkpoint as export
     plan = stage_configs(base, folder, recipe_stages(temporal), scale)
-    folder.mkdir(parents=True, exist_ok=True)
+    _check_folder(folder, {"styles": list(base.styles), "scale": scale, "temporal": temporal})
     prev: Path | None = None  # the previous stage's checkpoint
     teacher_ckpt = base.teacher
     for st, cfg in plan:
