@@ -14,7 +14,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -22,6 +22,9 @@ from streamer import __version__
 from streamer.controls import ControlError
 from streamer.signals import set_on_signal, terminate_as_interrupt
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig
+
+if TYPE_CHECKING:
+    from training.config import TrainConfig  # torch-free, but only the train commands need it
 
 log = logging.getLogger("stylecast")
 
@@ -447,13 +450,13 @@ def cmd_train(a: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _train_recipe(base: Any, a: argparse.Namespace) -> int:
+def _train_recipe(base: TrainConfig, a: argparse.Namespace) -> int:
     """``train --recipe``: the bundled model's chain of stages for ``base`` (a TrainConfig of the
     user's data and styles) in one folder; --dry-run prints each stage's config."""
     from dataclasses import replace
 
     from streamer.config import ConfigError
-    from training.recipe import RecipeError, recipe_stages, run_recipe, stage_configs
+    from training.recipe import RecipeError, describe, recipe_stages, run_recipe, stage_configs
     from training.train import PreflightError, preflight
 
     folder = Path(a.out) if a.out else Path("runs") / f"recipe-{base.run_tag()}"
@@ -461,12 +464,7 @@ def _train_recipe(base: Any, a: argparse.Namespace) -> int:
         plan = stage_configs(base, folder, recipe_stages(), a.recipe_scale)
         preflight(replace(plan[0][1], teacher=base.teacher))  # images, styles, per-style tables, the teacher's styles
         if a.dry_run:
-            starts = {"new": "a new run", "resume": "the previous stage's checkpoint, continued", "init": "the previous stage's EMA weights, a new run"}
-            stages = [{"stage": st.name, "starts_from": starts[st.start], "config": json.loads(c.to_json())} for st, c in plan]
-            for entry in stages:  # the run fills these in as it goes; say what they will be
-                if entry["stage"] == "student":
-                    entry["config"]["teacher"] = base.teacher or "the teacher stage's checkpoint"
-            print(json.dumps({"folder": str(folder), "stages": stages}, indent=2))
+            print(json.dumps({"folder": str(folder), "stages": describe(base, plan)}, indent=2))
             return EXIT_OK
         print(f"recipe: {len(plan)} stages into {folder}; the same command again continues it", flush=True)
         model = run_recipe(base, folder, a.recipe_scale)

@@ -130,9 +130,9 @@ def test_run_recipe_chains_the_stages_and_continues_after_a_stop(tmp_path: Path)
     assert third.calls == [] and len(exported) == 2  # all done: only the export again
     # the folder remembers how it was started: a finished stage is never retrained, so another
     # scale would have the stages after it count their steps from the wrong end
-    for other in ({"scale": 0.5}, {"temporal": False}):
+    for scale, temporal in ((0.5, True), (0.01, False)):
         with pytest.raises(RecipeError, match="started with other settings"):
-            run_recipe(base, tmp_path / "r", **{"scale": 0.01, **other}, train=_FakeTrain(), export=export)  # type: ignore[arg-type]
+            run_recipe(base, tmp_path / "r", scale=scale, temporal=temporal, train=_FakeTrain(), export=export)
     with pytest.raises(RecipeError, match="styles"):
         run_recipe(TrainConfig(content="c", styles=("b.jpg",)), tmp_path / "r", scale=0.01, train=_FakeTrain(), export=export)
 

@@ -132,8 +132,46 @@ def _check_folder(folder: Path, started: dict[str, Any]) -> None:
     record.write_text(json.dumps(started, indent=2) + "\n")
 
 
-def _run_dirs(stage_dir: Path) -> list[Path]:
-    return sorted(p for p in stage_dir.glob("0*") if (p / "checkpoint.pt").is_file())
+def _checkpoint(st: Stage, stage_dir: Path) -> Path | None:
+    """The stage's latest checkpoint, finished or not, or None: a resumed stage keeps it in its
+    folder, the others in their (last) numbered run directory."""
+    if st.start == "resume":
+        ckpt = stage_dir / "checkpoint.pt"
+        return ckpt if ckpt.is_file() else None
+    runs = sorted(p for p in stage_dir.glob("0*") if (p / "checkpoint.pt").is_file())
+    return runs[-1] / "checkpoint.pt" if runs else None
+
+
+def _started(st: Stage, cfg: TrainConfig, prev: Path | None, teacher: str | None) -> TrainConfig:
+    """``cfg`` with where the stage starts from: its own checkpoint if it was interrupted, else
+    ``prev`` (the previous stage's checkpoint, copied into its folder for a resumed stage);
+    the student also gets ``teacher``."""
+    stage_dir = Path(cfg.out)
+    partial = _checkpoint(st, stage_dir)
+    if st.start == "resume":
+        if partial is None:
+            assert prev is not None, "a resumed stage follows another"
+            stage_dir.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(prev, stage_dir / "checkpoint.pt")
+        cfg = replace(cfg, resume=str(stage_dir))
+    elif partial is not None:  # interrupted: continue that run, not a new one from its start
+        cfg = replace(cfg, resume=str(partial.parent))
+    elif st.start == "init":
+        cfg = replace(cfg, init=str(prev))
+    return replace(cfg, teacher=teacher) if st.name == "student" else cfg
+
+
+def describe(base: TrainConfig, plan: list[tuple[Stage, TrainConfig]]) -> list[dict[str, Any]]:
+    """``plan`` as JSON-ready data for ``train --recipe --dry-run``: each stage, what it starts
+    from and its config, with the teacher the student will be given (the run fills it in)."""
+    starts = {"new": "a new run", "resume": "the previous stage's checkpoint, continued", "init": "the previous stage's EMA weights, a new run"}
+    out = []
+    for st, cfg in plan:
+        config = json.loads(cfg.to_json())
+        if st.name == "student":
+            config["teacher"] = base.teacher or "the teacher stage's checkpoint"
+        out.append({"stage": st.name, "starts_from": starts[st.start], "config": config})
+    return out
 
 
 def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bool = True,
@@ -166,27 +204,11 @@ def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bo
     for st, cfg in plan:
         stage_dir = Path(cfg.out)
         done = stage_dir / ".done"
-        if st.start == "resume":
-            ckpt = stage_dir / "checkpoint.pt"
-            if not done.exists():
-                if not ckpt.exists():
-                    assert prev is not None, "a resumed stage follows another"
-                    stage_dir.mkdir(parents=True, exist_ok=True)
-                    shutil.copy2(prev, ckpt)
-                cfg = replace(cfg, resume=str(stage_dir))
-        else:
-            runs = _run_dirs(stage_dir)
-            if not done.exists():
-                if runs:  # interrupted: continue that run, not a new one from its start
-                    cfg = replace(cfg, resume=str(runs[-1]))
-                elif st.start == "init":
-                    cfg = replace(cfg, init=str(prev))
-                if st.name == "student":
-                    cfg = replace(cfg, teacher=teacher_ckpt)
-        if done.exists():
+        ckpt = _checkpoint(st, stage_dir) if done.exists() else None
+        if ckpt is not None:
             log.info("recipe: %s done, skipped", st.name)
-            ckpt = stage_dir / "checkpoint.pt" if st.start == "resume" else _run_dirs(stage_dir)[-1] / "checkpoint.pt"
         else:
+            cfg = _started(st, cfg, prev, teacher_ckpt)
             log.info("recipe: stage %s, %d steps → %s", st.name, cfg.steps, stage_dir)
             t0 = time.monotonic()
             ckpt = train(cfg)
