@@ -28,6 +28,21 @@ def make_images(folder: Path, n: int, size: tuple[int, int], seed: int) -> Path:
     return folder
 
 
+def scrambled_generator(tier: str, num_styles: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    """A ``tier`` generator with every weight moved off its init (a fresh one's heads are near
+    zero and would hide what they do), in eval mode: an untrained model of that architecture."""
+    import torch
+
+    from training.generator import Generator, tier_spec
+
+    torch.manual_seed(seed)
+    g = Generator(tier_spec(tier, num_styles))
+    with torch.no_grad():
+        for p in g.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return g.eval()
+
+
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A checkpoint of a 2-style generator trained for 4 steps with the fake backbone."""
@@ -40,7 +55,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     s2 = root / "style_b.png"
     cv2.imwrite(str(s2), np.tile(np.arange(64, dtype=np.uint8)[None, :, None] * 4, (64, 1, 3)))
     cfg = TrainConfig(content=str(content), styles=(str(s1), str(s2)), out=str(root / "runs"), steps=4, batch=2, crop=32,
-                      style_size=64, width=8, blocks=1, backbone="fake", sample_every=2, ckpt_every=2, device="cpu")
+                      style_size=64, tier="fast", backbone="fake", sample_every=2, ckpt_every=2, device="cpu")
     return train(cfg)
 
 

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -57,24 +58,24 @@ def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     x, a_jpg, b = (str(tmp_path / n) for n in ("x", "a.jpg", "b"))
     out = _cli("train", "--content", x, "--style", a_jpg, "--style", b, "--steps", "7", "--dry-run")
     assert out.returncode == 0, out.stderr
-    assert '"steps": 7' in out.stdout and f'"{b}"' in out.stdout and '"antialias": false' in out.stdout
-    out = _cli("train", "--content", x, "--style", a_jpg, "--antialias", "--temporal-blur", "1.5", "--temporal-margin", "16", "--dry-run")
+    assert '"steps": 7' in out.stdout and f'"{b}"' in out.stdout and '"tier": "quality"' in out.stdout  # the default tier
+    out = _cli("train", "--content", x, "--style", a_jpg, "--tier", "fast", "--w-temporal", "20", "--temporal-blur", "1.5", "--dry-run")
     assert out.returncode == 0, out.stderr
-    assert '"antialias": true' in out.stdout and '"temporal_blur": 1.5' in out.stdout and '"temporal_margin": 16' in out.stdout
-    out = _cli("train", "--content", x, "--style", a_jpg, "--temporal-margin", "-4", "--dry-run")
-    assert out.returncode == 2 and "temporal_margin must be ≥ 0" in out.stderr
+    assert '"tier": "fast"' in out.stdout and '"w_temporal": 20.0' in out.stdout and '"temporal_blur": 1.5' in out.stdout
+    out = _cli("train", "--content", x, "--style", a_jpg, "--tier", "medium", "--dry-run")
+    assert out.returncode == 2 and "--tier" in out.stderr and "invalid choice" in out.stderr
+    out = _cli("train", "--content", x, "--style", a_jpg, "--temporal-blur", "-4", "--dry-run")
+    assert out.returncode == 2 and "temporal_blur must be ≥ 0" in out.stderr
     out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge", "-1", "--dry-run")
     assert out.returncode == 2 and "w_edge must be ≥ 0" in out.stderr
-    out = _cli("train", "--content", x, "--style", a_jpg, "--stroke-mlp", "-1", "--out", str(tmp_path / "runs"))  # not a dry run
-    assert out.returncode == 2 and "stroke_mlp must be ≥ 0" in out.stderr and not (tmp_path / "runs").exists()
+    out = _cli("train", "--content", x, "--style", a_jpg, "--w-style", "-1", "--out", str(tmp_path / "runs"))  # not a dry run
+    assert out.returncode == 2 and "w_style must be ≥ 0" in out.stderr and not (tmp_path / "runs").exists()
     out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge-style", "a=3", "--dry-run")
     assert out.returncode == 0 and '"a": 3.0' in out.stdout, out.stderr
     out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge-style", "a.jpg=3", "--dry-run")  # a file name, not the style's
     assert out.returncode == 2 and "no style named a.jpg (styles: a)" in out.stderr
     out = _cli("train", "--content", x, "--style", a_jpg, "--w-edge-style", "a.jpg", "--dry-run")
     assert out.returncode == 2 and "expected NAME=WEIGHT" in out.stderr
-    out = _cli("train", "--content", x, "--style", a_jpg, "--w-temporal", "0", "--w-temporal-style", "a=9", "--dry-run")
-    assert out.returncode == 2 and "need w_temporal > 0" in out.stderr
     out = _cli("train", "--content", x, "--style", a_jpg, "--init", "g.pt", "--resume", "runs/1", "--dry-run")
     assert out.returncode == 2 and "init and resume exclude each other" in out.stderr
     # the dry run checks the inputs as train would: a missing content folder, an unreadable style
@@ -88,7 +89,7 @@ def test_train_dry_run_and_export_cli(tiny_run: Path, tmp_path: Path) -> None:
     assert out.returncode == 2 and "has styles" in out.stderr
     out = _cli("export", str(tiny_run), str(tmp_path / "m.onnx"))
     assert out.returncode == 0, out.stderr
-    assert (tmp_path / "m.onnx").is_file() and (tmp_path / "m.json").is_file()
+    assert (tmp_path / "m.onnx").is_file() and json.loads((tmp_path / "m.json").read_text())["tier"] == "fast"
     out = _cli("export", str(tmp_path / "nope.pt"), str(tmp_path / "m2.onnx"))
     assert out.returncode == 1 and "cannot load generator" in out.stderr
     # an output that is the checkpoint (it was overwritten with the ONNX), or not .onnx (the sidecar
@@ -110,7 +111,11 @@ def test_contact_sheet(tiny_model: Path, tmp_path: Path) -> None:
     out = _cli("contact-sheet", *photos, "--out", str(tmp_path / "sheet.png"), "--model", str(tiny_model), "--cell-width", "64", "--cell-height", "48", "--attention")
     assert out.returncode == 0, out.stderr
     sheet = cv2.imread(str(tmp_path / "sheet.png"))
-    assert sheet.shape == (28 + 2 * 48, 64 * (1 + 2 * 2), 3)  # header + 2 rows; input + 2 styles × (output, attention)
+    # header + the paintings' row (the tiny model's style images are on disk) + 2 photo rows;
+    # columns: input + 2 styles × (output, attention)
+    assert sheet.shape == (28 + 48 + 2 * 48, 64 * (1 + 2 * 2), 3)
+    painting_row = sheet[28 : 28 + 48]
+    assert painting_row[:, 64:128].std() > 0 and painting_row[:, 128:192].min() == 255  # a thumbnail above the style, blank above its attention
     out = _cli("contact-sheet", str(tmp_path / "missing.png"), "--out", str(tmp_path / "s2.png"), "--model", str(tiny_model))
     assert out.returncode == 1 and "cannot read image" in out.stderr
 

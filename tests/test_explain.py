@@ -39,7 +39,9 @@ def test_explain_writes_every_panel(tiny_model: Path, photo: Path, tmp_path: Pat
     att = cv2.imread(str(out / "attention_style_a.png"))
     assert att.shape[1] > 4 * w and att.shape[0] > h  # four labelled panels side by side
     feats = cv2.imread(str(out / "features_style_b.png"))
-    assert feats.shape[0] > 4 * 100  # one row per stage (enc1, enc2, res, dec1)
+    # one row per stage (stem, down, res, up, fine), each a 2 px-padded row of 160 px-wide tiles:
+    # an 18 px caption over the 88×128 frame's features at 160 × 110
+    assert feats.shape[0] == 5 * (2 + 18 + 110 + 2)
     summary = json.loads((out / "summary.json").read_text())
     for s in styles:
         att_stats, rob = summary["styles"][s]["attention"], summary["styles"][s]["robustness"]

@@ -16,7 +16,7 @@ import numpy as np
 import onnx
 import pytest
 
-from tests.conftest import DATA
+from tests.conftest import DATA, scrambled_generator
 
 FP16_SAFE = 6e4 / 4  # FP16 max is 65504; keep a 4x margin for brighter or odder footage
 
@@ -70,29 +70,33 @@ def test_fp16_matches_fp32_on_a_photo_in_onnx_runtime(tiny_model: Path) -> None:
     assert check.dtype == np.float32 and check.shape == (1,) and np.isfinite(check[0])
 
 
-def trained_generator(tiny_run: Path):  # type: ignore[no-untyped-def]
-    """The bundled model's weights when present (real training), else the tiny test run's."""
-    import torch
+@pytest.fixture(params=["tiny_run", "quality_tier", "bundled_fast", "bundled_quality"])
+def trained_generator(request: pytest.FixtureRequest, tiny_run: Path):  # type: ignore[no-untyped-def]
+    """(generator, style names): the tiny test run's (fast tier), a quality-tier generator with its
+    weights moved off their init, and each bundled model's weights where that tier is bundled."""
+    from streamer.config import bundled_model_path
+    from training.export import ExportError, generator_weights_path, load_generator
 
-    from streamer.config import default_model_path
-    from training.export import generator_weights_path, load_generator
-    from training.generator import Generator, GeneratorSpec
-
-    bundled = generator_weights_path(default_model_path())
-    if bundled.is_file():
-        ck = torch.load(bundled, map_location="cpu", weights_only=False)
-        g = Generator(GeneratorSpec(**ck["spec"]))
-        g.load_state_dict(ck["generator"])
-        return g.eval(), list(ck["styles"])
-    g, styles, _ = load_generator(tiny_run)
+    if request.param == "tiny_run":
+        g, styles, _ = load_generator(tiny_run)
+        return g, styles
+    if request.param == "quality_tier":
+        return scrambled_generator("quality", 2), ["a", "b"]
+    weights = generator_weights_path(bundled_model_path(request.param.removeprefix("bundled_")))
+    if not weights.is_file():
+        pytest.skip(f"no bundled {request.param.removeprefix('bundled_')} model ({weights})")
+    try:
+        g, styles, _ = load_generator(weights)
+    except ExportError as e:
+        pytest.fail(f"the bundled model's weights are not this generator's (retrain and re-export it): {e}")
     return g, styles
 
 
-def test_trained_generator_fp16_parity_in_onnx_runtime(tiny_run: Path, tmp_path: Path) -> None:
+def test_trained_generator_fp16_parity_in_onnx_runtime(trained_generator, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from training.export import export_onnx
     from training.fp16 import export_fp16
 
-    g, styles = trained_generator(tiny_run)
+    g, styles = trained_generator
     export_onnx(g, tmp_path / "m.onnx", len(styles))
     export_fp16(g, tmp_path / "m.onnx", len(styles))
     s32, s16 = session(tmp_path / "m.onnx"), session(tmp_path / "m.fp16.onnx")
@@ -104,12 +108,12 @@ def test_trained_generator_fp16_parity_in_onnx_runtime(tiny_run: Path, tmp_path:
     assert worst >= 40.0, f"worst PSNR {worst:.1f} dB"
 
 
-def test_no_activation_of_the_fp32_model_leaves_the_fp16_range(tiny_run: Path) -> None:
+def test_no_activation_of_the_fp32_model_leaves_the_fp16_range(trained_generator) -> None:  # type: ignore[no-untyped-def]
     """Every stage (Generator.features) and every layer output (forward hooks, so conv outputs
     before their norm too) on real photos, each style: max |x| well inside FP16's 65504."""
     import torch
 
-    g, styles = trained_generator(tiny_run)
+    g, styles = trained_generator
     peaks: dict[str, float] = {}
 
     def hook(name: str):  # type: ignore[no-untyped-def]

@@ -12,61 +12,56 @@ import numpy as np
 import pytest
 
 from training.config import TrainConfig
-from training.recipe import RecipeError, check_base, recipe_stages, run_recipe, stage_configs
+from training.recipe import FAST_TEMPORAL, RecipeError, check_base, recipe_stages, run_recipe, stage_configs
 
 REPO = Path(__file__).resolve().parents[1]
-MODEL = REPO / "docs" / "model"
-# what each stage of the bundled model's chain recorded (docs/QUALITY.md, "How it was trained")
-RECORDED = {"teacher": "teacher/train_config.json", "student": "train_config_stage1.json", "video": "train_config_stage2.json",
-            "edge": "train_config_stage3.json", "alias_free": "train_config_stage4.json", "lanczos": "train_config_stage5.json",
-            "lanczos2": "train_config.json"}
-PATHS = {"content", "styles", "out", "resume", "init", "teacher", "extra"}
+STAGES = ["quality", "fast"]
 
 
-def _bundled_base(**kw: object) -> TrainConfig:
+def _base(**kw: object) -> TrainConfig:
     d = "../shared/data"
     styles = tuple(f"{d}/styles/{s}" for s in ("hokusai_great_wave.jpg", "kandinsky_composition_viii.jpg", "van_gogh_night_cafe.jpg", "cartoon"))
-    return TrainConfig(content=f"{d}/content", styles=styles, crop=160, batch=4, seed=0, mask_background=False,
+    return TrainConfig(content=f"{d}/content", styles=styles, crop=160, batch=4, seed=3, mask_background=False,
                        edge_style_weights={"kandinsky_composition_viii": 30.0, "cartoon": 100.0}, **kw)  # type: ignore[arg-type]
 
 
-def test_the_recipe_is_the_bundled_models_chain(tmp_path: Path) -> None:
-    """Each stage's config is the one that stage of the bundled model recorded, field by field
-    (paths aside; fields added to the loop since an early stage ran are at their defaults, which
-    is what that stage ran with)."""
-    plan = stage_configs(_bundled_base(), tmp_path, recipe_stages())
-    assert [st.name for st, _ in plan] == list(RECORDED)
+def test_the_recipe_trains_the_quality_tier_then_the_fast_one(tmp_path: Path) -> None:
+    """Two new runs: the quality tier without the temporal loss, then the fast tier with it; each
+    keeps the user's own options (data, styles, crop, per-style weights, seed) and gets its folder."""
+    base = _base()
+    plan = stage_configs(base, tmp_path, recipe_stages())
+    assert [st.name for st, _ in plan] == STAGES and all(st.start == "new" for st, _ in plan)
+    (q_st, q), (f_st, f) = plan
+    assert (q.tier, q.w_temporal) == ("quality", 0.0) and (f.tier, f.w_temporal) == ("fast", FAST_TEMPORAL) and FAST_TEMPORAL > 0
+    assert (q.steps, f.steps) == (q_st.steps, f_st.steps) and q.steps > f.steps >= 1000  # the table's own counts, at scale 1
     for st, cfg in plan:
-        recorded = json.loads((MODEL / RECORDED[st.name]).read_text())
+        assert Path(cfg.out) == tmp_path / st.name and cfg.resume is None and cfg.init is None and cfg.teacher is None  # run_recipe fills them
         mine = json.loads(cfg.to_json())
-        for key, value in recorded.items():
-            if key in PATHS or (key == "mask_background" and "mask_background" not in recorded):
-                continue
-            assert mine[key] == value, f"{st.name}: {key} is {mine[key]!r}, the bundled model's stage ran {value!r}"
-        assert Path(cfg.out) == tmp_path / st.name
-    # the ablation is the same chain at temporal weight 0 after the teacher (docs/model/ablation_*config*.json)
-    abl = stage_configs(_bundled_base(), tmp_path, recipe_stages(temporal=False))
-    assert [c.w_temporal for _, c in abl] == [2.0, 0, 0, 0, 0, 0, 0]
+        for key, value in json.loads(base.to_json()).items():
+            if key not in st.options and key not in {"steps", "out"}:
+                assert mine[key] == value, f"{st.name}: {key} is {mine[key]!r}, the base had {value!r}"
+    # the ablation: the same chain with no temporal loss anywhere
+    assert [c.w_temporal for _, c in stage_configs(base, tmp_path, recipe_stages(temporal=False))] == [0.0, 0.0]
 
 
 def test_recipe_scale_and_a_given_teacher(tmp_path: Path) -> None:
-    plan = stage_configs(_bundled_base(), tmp_path, recipe_stages(), scale=0.1)
-    # a resumed stage trains to the running total, as a resumed run trains to ``steps``
-    assert [c.steps for _, c in plan] == [500, 300, 380, 460, 80, 80, 80]
-    assert [c.steps for _, c in stage_configs(_bundled_base(), tmp_path, recipe_stages(), scale=1e-6)] == [1, 1, 2, 3, 1, 1, 1]
-    plan = stage_configs(_bundled_base(teacher="t.pt"), tmp_path, recipe_stages())
-    assert [st.name for st, _ in plan][0] == "student" and all(c.teacher is None for _, c in plan)  # run_recipe gives it to the student
+    assert [c.steps for _, c in stage_configs(_base(), tmp_path, recipe_stages(), scale=0.1)] == [round(st.steps / 10) for st in recipe_stages()]
+    assert [c.steps for _, c in stage_configs(_base(), tmp_path, recipe_stages(), scale=1e-6)] == [1, 1]
+    plan = stage_configs(_base(teacher="t.pt"), tmp_path, recipe_stages())
+    assert [st.name for st, _ in plan] == ["fast"] and all(c.teacher is None for _, c in plan)  # run_recipe gives it to the fast stage
     for bad in (0.0, 1.5, float("nan")):
         with pytest.raises(RecipeError, match="scale"):
-            stage_configs(_bundled_base(), tmp_path, recipe_stages(), scale=bad)
+            stage_configs(_base(), tmp_path, recipe_stages(), scale=bad)
 
 
 def test_check_base_refuses_what_the_stages_set() -> None:
-    check_base({"content", "styles", "videos", "seed", "crop", "edge_style_weights", "out", "teacher", "mask_background"})
+    check_base({"content", "styles", "videos", "seed", "crop", "edge_style_weights", "out", "teacher", "mask_background", "w_edge"})
     with pytest.raises(RecipeError, match="--steps, --w-temporal: set by the recipe"):
         check_base({"w_temporal", "steps", "seed"})
     with pytest.raises(RecipeError, match="--init, --resume"):
         check_base({"init", "resume"})
+    with pytest.raises(RecipeError, match="--tier: set by the recipe"):
+        check_base({"tier"})
 
 
 class _FakeTrain:
@@ -99,48 +94,49 @@ def test_run_recipe_chains_the_stages_and_continues_after_a_stop(tmp_path: Path)
         exported.append((ckpt, out))
         return out
 
-    first = _FakeTrain(fail_at="alias_free")
+    r = tmp_path / "r"
+    first = _FakeTrain(fail_at="fast")
     with pytest.raises(KeyboardInterrupt):
-        run_recipe(base, tmp_path / "r", scale=0.01, train=first, export=export)
+        run_recipe(base, r, scale=0.01, train=first, export=export)
     by = {Path(c.out).name: c for c in first.calls}
-    assert list(by) == ["teacher", "student", "video", "edge", "alias_free"] and not exported
-    teacher_ckpt = tmp_path / "r" / "teacher" / "00001-run" / "checkpoint.pt"
-    assert by["student"].teacher == str(teacher_ckpt) and by["teacher"].teacher is None
-    # the fine-tunes resume a copy of the stage before, in their own folder
-    assert by["video"].resume == str(tmp_path / "r" / "video") and by["video"].steps == 30 + 8
-    assert (tmp_path / "r" / "video" / "checkpoint.pt").read_text().startswith("video")
-    assert by["edge"].resume == str(tmp_path / "r" / "edge") and by["edge"].steps == 46
-    assert by["alias_free"].init == str(tmp_path / "r" / "edge" / "checkpoint.pt") and by["alias_free"].alias_free
-    assert not (tmp_path / "r" / "alias_free" / ".done").exists()
-    assert [line.split("\t")[0] for line in (tmp_path / "r" / "times.tsv").read_text().splitlines()] == ["teacher", "student", "video", "edge"]
+    assert list(by) == STAGES and not exported
+    quality_ckpt = r / "quality" / "00001-run" / "checkpoint.pt"
+    steps = {st.name: round(st.steps / 100) for st in recipe_stages()}
+    assert by["quality"].teacher is None and by["quality"].tier == "quality" and by["quality"].steps == steps["quality"]
+    assert by["fast"].teacher == str(quality_ckpt) and by["fast"].tier == "fast" and by["fast"].steps == steps["fast"]  # distilled from quality
+    assert (r / "quality" / ".done").exists() and not (r / "fast" / ".done").exists()
+    assert [line.split("\t")[0] for line in (r / "times.tsv").read_text().splitlines()] == ["quality"]
 
     again = _FakeTrain()
-    model = run_recipe(base, tmp_path / "r", scale=0.01, train=again, export=export)
-    by = {Path(c.out).name: c for c in again.calls}
-    assert list(by) == ["alias_free", "lanczos", "lanczos2"]  # finished stages are not run again
-    af_run = tmp_path / "r" / "alias_free" / "00001-run"
-    assert by["alias_free"].resume == str(af_run) and by["alias_free"].init is None  # continues its run
-    assert by["lanczos"].init == str(af_run / "checkpoint.pt") and by["lanczos"].head_lanczos
-    assert by["lanczos2"].init == str(tmp_path / "r" / "lanczos" / "00001-run" / "checkpoint.pt")
-    assert exported == [(tmp_path / "r" / "lanczos2" / "00001-run" / "checkpoint.pt", tmp_path / "r" / "model.onnx")]
-    assert model == tmp_path / "r" / "model.onnx"
+    models = run_recipe(base, r, scale=0.01, train=again, export=export)
+    assert [Path(c.out).name for c in again.calls] == ["fast"]  # a finished stage is not run again
+    fast_run = r / "fast" / "00001-run"
+    assert again.calls[0].resume == str(fast_run) and again.calls[0].teacher == str(quality_ckpt)  # continues its run, same teacher
+    assert exported == [(quality_ckpt, r / "quality.onnx"), (fast_run / "checkpoint.pt", r / "fast.onnx")]
+    assert models == {"quality": r / "quality.onnx", "fast": r / "fast.onnx"}
 
     third = _FakeTrain()
-    run_recipe(base, tmp_path / "r", scale=0.01, train=third, export=export)
-    assert third.calls == [] and len(exported) == 2  # all done: only the export again
-    # the folder remembers how it was started: a finished stage is never retrained, so another
-    # scale would have the stages after it count their steps from the wrong end
+    run_recipe(base, r, scale=0.01, train=third, export=export)
+    assert third.calls == [] and len(exported) == 4  # all done: only the exports again
+    # the folder remembers how it was started: a finished stage is never retrained
     for scale, temporal in ((0.5, True), (0.01, False)):
         with pytest.raises(RecipeError, match="started with other settings"):
-            run_recipe(base, tmp_path / "r", scale=scale, temporal=temporal, train=_FakeTrain(), export=export)
+            run_recipe(base, r, scale=scale, temporal=temporal, train=_FakeTrain(), export=export)
     with pytest.raises(RecipeError, match="styles"):
-        run_recipe(TrainConfig(content="c", styles=("b.jpg",)), tmp_path / "r", scale=0.01, train=_FakeTrain(), export=export)
+        run_recipe(TrainConfig(content="c", styles=("b.jpg",)), r, scale=0.01, train=_FakeTrain(), export=export)
 
 
 def test_run_recipe_from_a_given_teacher_and_under_torchrun(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--teacher`` (a trained quality model) skips the quality stage: the fast one distils from
+    it, and it is exported as the folder's quality model."""
     fake = _FakeTrain()
-    run_recipe(TrainConfig(content="c", styles=("a.jpg",), teacher="mine.pt"), tmp_path, scale=0.01, train=fake, export=lambda c, o: o)
-    assert [Path(c.out).name for c in fake.calls][0] == "student" and fake.calls[0].teacher == "mine.pt"
+    exported: list[tuple[Path, Path]] = []
+    models = run_recipe(TrainConfig(content="c", styles=("a.jpg",), teacher="mine.pt"), tmp_path, scale=0.01, train=fake,
+                        export=lambda c, o: exported.append((c, o)) or o)
+    assert [Path(c.out).name for c in fake.calls] == ["fast"] and fake.calls[0].teacher == "mine.pt"
+    assert not (tmp_path / "quality").exists()
+    assert exported == [(Path("mine.pt"), tmp_path / "quality.onnx"), (tmp_path / "fast" / "00001-run" / "checkpoint.pt", tmp_path / "fast.onnx")]
+    assert set(models) == {"quality", "fast"}
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(RecipeError, match="one process"):
         run_recipe(TrainConfig(content="c", styles=("a.jpg",)), tmp_path / "t", train=_FakeTrain(), export=lambda c, o: o)
@@ -151,43 +147,49 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_train_recipe_cli_end_to_end(tmp_path: Path) -> None:
-    """The whole chain through the CLI, each stage a step or two on tiny images: seven stages,
-    an exported model that loads, and usage errors for flags the stages set."""
+    """The whole chain through the CLI, each stage a step on tiny images: both tiers exported and
+    loadable, the fast one distilled from the quality one, and usage errors for flags the stages set."""
     rng = np.random.default_rng(0)
     for f in ("x/p0.png", "x/p1.png", "a.jpg", "b/s.png"):
         (tmp_path / f).parent.mkdir(exist_ok=True)
         cv2.imwrite(str(tmp_path / f), rng.integers(0, 256, (72, 80, 3), dtype=np.uint8))
-    common = ["train", "--recipe", "--content", str(tmp_path / "x"), "--style", str(tmp_path / "a.jpg"), "--style", str(tmp_path / "b"),
-              "--crop", "48", "--batch", "2", "--backbone", "fake", "--device", "cpu", "--out", str(tmp_path / "r")]
-    out = _cli(*common, "--steps", "5")
-    assert out.returncode == 2 and "--steps: set by the recipe" in out.stderr
-    out = _cli(*common, "--recipe-scale", "0")
-    assert out.returncode == 2 and "--recipe-scale" in out.stderr
-    out = _cli(*common, "--w-edge-style", "nosuch=3", "--dry-run")
-    assert out.returncode == 2 and "nosuch" in out.stderr
+    data = ["--content", str(tmp_path / "x"), "--style", str(tmp_path / "a.jpg"), "--style", str(tmp_path / "b"),
+            "--crop", "48", "--batch", "2", "--backbone", "fake", "--device", "cpu"]
+    common = ["train", "--recipe", *data, "--out", str(tmp_path / "r")]
+    for flags, words in ((["--steps", "5"], "--steps: set by the recipe"), (["--tier", "fast"], "--tier: set by the recipe"),
+                         (["--recipe-scale", "0"], "--recipe-scale"), (["--w-edge-style", "nosuch=3", "--dry-run"], "nosuch")):
+        out = _cli(*common, *flags)
+        assert out.returncode == 2 and words in out.stderr, (flags, out.stderr)
     out = _cli("train", "--content", str(tmp_path / "x"), "--style", str(tmp_path / "a.jpg"), "--recipe-scale", "0.5", "--dry-run")
     assert out.returncode == 2 and "needs --recipe" in out.stderr
     out = _cli(*common, "--recipe-scale", "0.0002", "--dry-run")
     assert out.returncode == 0, out.stderr
     plan = {s["stage"]: s for s in json.loads(out.stdout)["stages"]}
-    assert list(plan) == list(RECORDED) and plan["lanczos2"]["config"]["head_lanczos"] and plan["student"]["config"]["width"] == 16
-    assert plan["video"]["starts_from"].startswith("the previous stage's checkpoint") and "teacher stage" in plan["student"]["config"]["teacher"]
+    assert list(plan) == STAGES and plan["quality"]["config"]["tier"] == "quality" and plan["fast"]["config"]["tier"] == "fast"
+    assert plan["fast"]["starts_from"] == "a new run" and "quality stage" in plan["fast"]["config"]["teacher"]
     assert not (tmp_path / "r").exists()
 
     out = _cli(*common, "--recipe-scale", "0.0002")
     assert out.returncode == 0, out.stderr
-    model = tmp_path / "r" / "model.onnx"
-    assert f"model: {model}" in out.stdout
-    assert all((tmp_path / "r" / name / ".done").exists() for name in RECORDED)
-    sidecar = json.loads(model.with_suffix(".json").read_text())
-    assert sidecar["styles"] == ["a", "b"]
+    r = tmp_path / "r"
+    assert all((r / name / ".done").exists() for name in STAGES)
     import engines
 
-    with engines.create_engine("onnxruntime", model) as eng:
-        frame = rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)
-        res = eng.infer(frame, np.array([1.0, 0.0], np.float32), 1.0)
-        assert res.output.shape == (64, 96, 3)
+    for tier in STAGES:
+        model = r / f"{tier}.onnx"
+        assert f"{tier} model: {model}" in out.stdout
+        sidecar = json.loads(model.with_suffix(".json").read_text())
+        assert sidecar["styles"] == ["a", "b"] and sidecar["tier"] == tier
+        with engines.create_engine("onnxruntime", model) as eng:
+            res = eng.infer(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8), np.array([1.0, 0.0], np.float32), 1.0)
+            assert res.output.shape == (64, 96, 3)
+    (quality_run,) = (r / "quality").glob("0*")
+    (fast_run,) = (r / "fast").glob("0*")
+    assert TrainConfig.from_json(fast_run / "config.json").teacher == str(quality_run / "checkpoint.pt")
     out = _cli(*common, "--recipe-scale", "0.0002")  # again: nothing left to train
     assert out.returncode == 0 and "done, skipped" in out.stderr
-    (last,) = (tmp_path / "r" / "lanczos2").glob("0*")
-    assert TrainConfig.from_json(last / "config.json").head_lanczos
+    # a trained quality model as --teacher: only the fast stage
+    out = _cli("train", "--recipe", *data, "--out", str(tmp_path / "r2"), "--teacher", str(r / "quality.generator.pt"), "--dry-run")
+    assert out.returncode == 0, out.stderr
+    stages = json.loads(out.stdout)["stages"]
+    assert [s["stage"] for s in stages] == ["fast"] and stages[0]["config"]["teacher"] == str(r / "quality.generator.pt")

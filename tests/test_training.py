@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -11,22 +12,32 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from tests.conftest import scrambled_generator
+from tests.test_generator import onnx_matches
 from training import losses
-from training.export import FramePipeline, load_generator, save_generator
-from training.generator import Generator, GeneratorSpec, blend
+from training.config import TrainConfig
+from training.export import load_generator, save_generator
+from training.generator import Generator, tier_spec
 from training.warp import random_affine, warp
+
+
+def _tiny_config(tiny_run: Path, tmp_path: Path, **change: object) -> TrainConfig:
+    """The tiny fixture run's config (its content, two styles, fast tier), writing under ``tmp_path``."""
+    return replace(TrainConfig.from_json(tiny_run.parent / "config.json"), out=str(tmp_path / "runs"), resume=None, **change)  # type: ignore[arg-type]
 
 
 def test_run_directory_contents(tiny_run: Path) -> None:
     run = tiny_run.parent
     assert run.name[:5].isdigit()
     cfg = json.loads((run / "config.json").read_text())
-    assert cfg["steps"] == 4 and cfg["backbone"] == "fake"
+    assert cfg["steps"] == 4 and cfg["backbone"] == "fake" and cfg["tier"] == "fast"
     lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
-    assert lines[-1]["step"] == 4 and {"content", "style", "adv", "temporal", "attention", "d"} <= set(lines[-1])
+    assert lines[-1]["step"] == 4 and {"content", "style", "adv", "tv", "attention", "total", "attention_mean", "d"} <= set(lines[-1])
+    assert "temporal" not in lines[-1] and "distill" not in lines[-1]  # w_temporal is 0 by default; no teacher
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
     ck = torch.load(tiny_run, weights_only=False)
     assert ck["step"] == 4 and ck["styles"] == ["style_a", "style_b"]
+    assert ck["spec"] == tier_spec("fast", 2).to_dict()
 
 
 def test_training_changes_the_generator(tiny_run: Path) -> None:
@@ -38,9 +49,7 @@ def test_training_changes_the_generator(tiny_run: Path) -> None:
 
 def test_resume_continues_from_checkpoint(tiny_run: Path, tmp_path: Path) -> None:
     import shutil
-    from dataclasses import replace
 
-    from training.config import TrainConfig
     from training.train import train
 
     run = tmp_path / "00001-copy"
@@ -53,44 +62,8 @@ def test_resume_continues_from_checkpoint(tiny_run: Path, tmp_path: Path) -> Non
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_onnx_matches_pytorch(tiny_run: Path, tiny_model: Path, seed: int) -> None:
-    import onnxruntime as ort
-
     g, styles, _ = load_generator(tiny_run)
-    rng = np.random.default_rng(seed)
-    frame = rng.integers(0, 256, (1, 40, 56, 3), dtype=np.uint8)
-    style = rng.random((1, len(styles))).astype(np.float32)
-    style /= style.sum()
-    strength = np.array([rng.uniform(0.3, 1.0)], np.float32)
-    with torch.no_grad():
-        ref_out, ref_att = FramePipeline(g)(torch.from_numpy(frame), torch.from_numpy(style), torch.from_numpy(strength))
-    sess = ort.InferenceSession(str(tiny_model), providers=["CPUExecutionProvider"])
-    out, att = sess.run(None, {"frame": frame, "style": style, "strength": strength})
-    assert out.dtype == np.uint8 and out.shape == (1, 40, 56, 3) and att.shape == (1, 40, 56, 1)
-    assert np.abs(out.astype(int) - ref_out.numpy().astype(int)).max() <= 1
-    assert np.abs(att.astype(int) - ref_att.numpy().astype(int)).max() <= 1
-
-
-def test_generator_contract() -> None:
-    g = Generator(GeneratorSpec(num_styles=3, width=8, blocks=1))
-    x = torch.rand(2, 3, 32, 48)
-    w = torch.eye(3)[:2]
-    with torch.no_grad():
-        s, a = g(x, w)
-    assert s.shape == x.shape and a.shape == (2, 1, 32, 48)
-    assert float(a.min()) > 0 and float(a.max()) < 1
-    torch.testing.assert_close(blend(x, s, a, 0.0), x)
-
-
-def test_style_mix_interpolates_cin_parameters() -> None:
-    g = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1))
-    with torch.no_grad():
-        for p in g.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    x = torch.rand(1, 3, 32, 32)
-    pure = [g(x, torch.tensor([[1.0, 0.0]]))[0], g(x, torch.tensor([[0.0, 1.0]]))[0]]
-    mixed = g(x, torch.tensor([[0.5, 0.5]]))[0]
-    assert not torch.allclose(pure[0], pure[1])
-    assert not torch.allclose(mixed, pure[0]) and not torch.allclose(mixed, pure[1])
+    onnx_matches(g, tiny_model, len(styles), seed)
 
 
 def test_losses() -> None:
@@ -103,13 +76,27 @@ def test_losses() -> None:
     assert float(losses.style_loss(feats, {"a": gm}, ("a",))) == 0.0
     assert float(losses.style_loss({"a": f * 2}, {"a": gm}, ("a",))) > 0
     assert float(losses.tv_loss(torch.ones(1, 3, 8, 8))) == 0.0
-    a = torch.full((2, 1, 8, 8), 0.7)
-    assert float(losses.attention_prior(a, 0.7)) == pytest.approx(0.0)
-    assert float(losses.attention_prior(torch.ones(2, 1, 8, 8), 0.7)) > 0
-    assert float(losses.attention_prior(torch.zeros(2, 1, 8, 8), 0.7)) > 0
     real, fake = [torch.full((1, 1, 2, 2), 2.0)], [torch.full((1, 1, 2, 2), -2.0)]
     assert float(losses.d_hinge_loss(real, fake)) == 0.0
     assert float(losses.g_hinge_loss(fake)) == 2.0
+
+
+def test_attention_fit_targets_where_the_output_changes_the_photo() -> None:
+    x = torch.rand(2, 3, 32, 32) * 0.2 + 0.4
+    y = x.clone()
+    y[..., 8:16, 8:16] += 0.4  # the style repainted one patch
+    target = losses.change_map(y, x)
+    assert target.shape == (2, 1, 32, 32) and float(target.min()) >= 0 and float(target.max()) <= 1
+    assert float(target[..., 10:14, 10:14].min()) > 0.9 and float(target[..., 24:, 24:].max()) < 0.01
+    assert float(losses.change_map(x, x).abs().max()) == 0.0  # nothing changed: nowhere
+    assert float(losses.attention_fit(target, y, x)) == 0.0  # a map equal to the target
+    a = torch.full((2, 1, 32, 32), 0.5, requires_grad=True)
+    y.requires_grad_(True)
+    loss = losses.attention_fit(a, y, x)
+    assert float(loss.detach()) > 0.01
+    loss.backward()
+    assert a.grad is not None and float(a.grad.abs().sum()) > 0
+    assert y.grad is None  # the target pulls the head towards the output, never the output towards the head
 
 
 def test_temporal_loss_zero_for_an_equivariant_generator() -> None:
@@ -145,27 +132,78 @@ def test_second_view_is_the_same_motion_on_the_centre_crop() -> None:
         second_view(context, theta, 24)
 
 
-def test_training_with_the_stable_video_recipe(tmp_path: Path) -> None:
-    """The anti-aliased generator, a second view warped from context, a blurred temporal loss:
-    it trains, records the recipe, and its checkpoint exports with the spec it was trained with."""
+def test_temporal_crops_carry_a_tenth_of_the_crop_as_context(tiny_run: Path, tmp_path: Path) -> None:
+    """With the temporal loss on, each photo crop comes with crop // 10 px of context around it,
+    which the moved second view is warped from; off, the crops have none."""
+    from training.train import Trainer, make_run_dir
+
+    for w_temporal, margin in ((0.0, 0), (5.0, 4)):
+        tr = Trainer(_tiny_config(tiny_run, tmp_path, crop=40, w_temporal=w_temporal), make_run_dir(tmp_path / "runs", "t"))
+        assert tr.margin == margin
+        x, context, idx, w, real = tr.sample_batch()
+        assert x.shape == (2, 3, 40, 40) and context.shape == (2, 3, 40 + 2 * margin, 40 + 2 * margin)
+        torch.testing.assert_close(x, context[..., margin:margin + 40, margin:margin + 40])
+        assert idx.shape == (2,) and w.shape == (2, 2) and real.shape == (2, 3, 40, 40)
+    xw, move = tr.temporal_view(context, None)
+    moved, valid = move(x)
+    assert xw.shape == moved.shape == x.shape and valid.shape == (2, 1, 40, 40) and 0.5 < float(valid.mean()) <= 1
+
+
+def test_training_with_the_temporal_and_edge_losses(tmp_path: Path) -> None:
+    """The fast tier with the recipe's temporal loss (blurred) and an edge loss: both terms are
+    logged, and the checkpoint records the config it ran."""
     from tests.conftest import make_images
-    from training.config import TrainConfig
-    from training.export import export_checkpoint
     from training.train import train
 
     content = make_images(tmp_path / "content", 3, (64, 80), 0)
     style = make_images(tmp_path / "style", 1, (64, 64), 1)
     cfg = TrainConfig(content=str(content), styles=(str(style),), out=str(tmp_path / "runs"), steps=3, batch=2, crop=32,
-                      style_size=64, width=8, blocks=1, backbone="fake", sample_every=3, ckpt_every=3, device="cpu",
-                      antialias=True, w_temporal=100.0, temporal_blur=1.5, temporal_margin=8, temporal_noise=0.0, w_edge=30.0,
-                      temporal_style_weights={style.name: 300.0})
+                      style_size=64, tier="fast", backbone="fake", sample_every=3, ckpt_every=3, device="cpu",
+                      w_temporal=100.0, temporal_blur=1.5, temporal_noise=0.0, w_edge=30.0)
     ck_path = train(cfg)
     ck = torch.load(ck_path, weights_only=False)
-    assert ck["spec"]["antialias"] is True and ck["config"]["temporal_margin"] == 8
+    assert ck["spec"]["tier"] == "fast" and ck["config"]["w_temporal"] == 100.0 and ck["config"]["w_edge"] == 30.0
     lines = [json.loads(x) for x in (ck_path.parent / "stats.jsonl").read_text().splitlines()]
     assert lines[-1]["temporal"] > 0 and lines[-1]["edge"] > 0
-    meta = json.loads(export_checkpoint(ck_path, tmp_path / "m.onnx").with_suffix(".json").read_text())
-    assert meta["generator"]["antialias"] is True
+
+
+def test_the_sidecar_names_the_tier(tiny_model: Path, tmp_path: Path) -> None:
+    from training.export import export_checkpoint
+
+    meta = json.loads(tiny_model.with_suffix(".json").read_text())
+    assert meta["tier"] == "fast" and meta["generator"] == tier_spec("fast", 2).to_dict()
+    save_generator(scrambled_generator("quality", 2), ["a", "b"], tmp_path / "q.generator.pt")
+    meta = json.loads(export_checkpoint(tmp_path / "q.generator.pt", tmp_path / "q.onnx").with_suffix(".json").read_text())
+    assert meta["tier"] == "quality" and meta["generator"]["factor"] == 2 and meta["styles"] == ["a", "b"]
+
+
+def test_loss_terms_leave_out_what_is_off(tiny_run: Path, tmp_path: Path) -> None:
+    from training.train import Trainer, make_run_dir
+
+    teacher = tmp_path / "teacher.generator.pt"
+    save_generator(scrambled_generator("quality", 2), ["style_a", "style_b"], teacher)
+
+    def trainer(**change: object) -> Trainer:
+        return Trainer(_tiny_config(tiny_run, tmp_path, **change), make_run_dir(tmp_path / "runs", "t"))
+
+    def names(**change: object) -> list[str]:
+        return [t.name for t in trainer(**change).loss_terms()]
+
+    assert names() == ["content", "style", "adv", "tv", "attention"]
+    assert names(w_tv=0.0, w_adv=0.0, w_attention=0.0) == ["content", "style"]
+    assert names(w_temporal=5.0) == ["content", "style", "adv", "tv", "attention", "temporal"]
+    assert names(edge_style_weights={"style_b": 3.0}) == ["content", "style", "adv", "tv", "attention", "edge"]  # w_edge 0, one style's own
+    assert names(teacher=str(teacher)) == ["content", "style", "adv", "tv", "attention", "distill"]
+    assert names(teacher=str(teacher), w_distill=0.0) == ["content", "style", "adv", "tv", "attention"]
+    tr = trainer(w_temporal=5.0, w_style=7.0, teacher=str(teacher))
+    assert {t.name: t.weight for t in tr.terms} == {"content": tr.cfg.w_content, "style": 7.0, "adv": tr.cfg.w_adv, "tv": tr.cfg.w_tv,
+                                                    "attention": tr.cfg.w_attention, "temporal": 5.0, "distill": tr.cfg.w_distill}
+    # one step logs each term, and only those
+    x, context, idx, w, _ = tr.sample_batch()
+    rec = tr.g_step(x, context, idx, w)
+    assert set(rec) == {t.name for t in tr.terms} | {"total", "attention_mean"}
+    assert all(np.isfinite(v) for v in rec.values()) and rec["temporal"] > 0 and rec["distill"] > 0
+    assert rec["total"] == pytest.approx(sum(t.weight * rec[t.name] for t in tr.terms), rel=1e-4)
 
 
 def test_soft_edges_find_what_canny_finds() -> None:
@@ -199,7 +237,6 @@ def test_edge_loss_counts_lost_and_added_edges_only() -> None:
 
 
 def test_edge_loss_weights_per_style() -> None:
-    from training.config import TrainConfig
     from training.train import per_style_scale
 
     top, rel = per_style_scale([8.0, 30.0, 8.0, 100.0], torch.device("cpu"))
@@ -213,10 +250,6 @@ def test_edge_loss_weights_per_style() -> None:
         TrainConfig(content="c", styles=("a",), edge_style_weights={"c": 1.0}).edge_weights(["a"])
     with pytest.raises(ValueError, match=r"edge_style_weights\['b'\] must be ≥ 0"):
         TrainConfig(content="c", styles=("b",), edge_style_weights={"b": -1.0})
-    cfg = TrainConfig(content="c", styles=("a", "b"), w_temporal=500.0, temporal_style_weights={"b": 1500.0})
-    assert cfg.temporal_weights(["a", "b"]) == [500.0, 1500.0]
-    with pytest.raises(ValueError, match="need w_temporal > 0"):
-        TrainConfig(content="c", styles=("a",), w_temporal=0.0, temporal_style_weights={"a": 1.0})
     x = torch.full((2, 3, 16, 16), 0.2)
     x[..., 8:] = 0.8
     valid = torch.ones(2, 1, 16, 16)
@@ -232,45 +265,13 @@ def test_edge_loss_weights_per_style() -> None:
     assert one > 0 and float(losses.edge_loss(y, x, torch.tensor([3.0, 7.0]))) == pytest.approx(3.0 * one / 2)
 
 
-def test_branch_temporal_term_reaches_the_branch_when_the_attention_is_shut(tmp_path: Path) -> None:
-    """The blend x + A·(g − x) hides the branch's flicker where A is 0, so the temporal loss on
-    the blend alone says nothing to g there; ``w_temporal_branch`` adds one on g itself."""
-    from tests.conftest import make_images
-    from training.config import TrainConfig
-    from training.train import Trainer, make_run_dir
-
-    content = make_images(tmp_path / "content", 2, (48, 48), 0)
-    a = make_images(tmp_path / "a", 1, (48, 48), 1)
-    x, x2 = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
-    theta = random_affine(2, 0.05, 2.0, 0.03)
-    for w_branch, reaches in ((0.0, False), (500.0, True)):
-        cfg = TrainConfig(content=str(content), styles=(str(a),), out=str(tmp_path / "runs"), batch=2, crop=32, style_size=48,
-                          width=8, blocks=1, backbone="fake", device="cpu", w_temporal=500.0, w_temporal_branch=w_branch, temporal_blur=1.5)
-        tr = Trainer(cfg, make_run_dir(tmp_path / f"r{w_branch}", "t"))
-        g, g2 = torch.rand(2, 3, 32, 32, requires_grad=True), torch.rand(2, 3, 32, 32, requires_grad=True)
-        shut = torch.zeros(2, 1, 32, 32)
-        terms = tr.temporal_terms(lambda t: warp(t, theta), blend(x, g, shut, 1.0), g, blend(x2, g2, shut, 1.0), g2, torch.tensor([0, 0]))
-        assert set(terms) == ({"temporal", "temporal_branch"} if reaches else {"temporal"})
-        sum(terms.values()).backward()
-        assert g.grad is not None and (float(g.grad.abs().sum()) > 0) == reaches
-        assert g2.grad is not None and (float(g2.grad.abs().sum()) > 0) == reaches
-        if reaches:  # the same loss, on g: zero when the branch moves with the scene
-            g_moved, valid = warp(g.detach(), theta)
-            still = tr.temporal_terms(lambda t: warp(t, theta), blend(x, g.detach(), shut, 1.0), g.detach(), blend(x2, g_moved, shut, 1.0), g_moved, torch.tensor([0, 0]))
-            assert float(still["temporal_branch"]) < 1e-6
-    with pytest.raises(ValueError, match="w_temporal_branch needs w_temporal > 0"):
-        TrainConfig(content="c", styles=("a",), w_temporal=0.0, w_temporal_branch=1.0)
-    with pytest.raises(ValueError, match="w_temporal_branch must be ≥ 0"):
-        TrainConfig(content="c", styles=("a",), w_temporal_branch=-1.0)
-
-
 def test_blurred_temporal_loss_sees_flicker_not_noise() -> None:
     torch.manual_seed(0)
     a = torch.rand(2, 3, 48, 48)
     valid = torch.ones(2, 1, 48, 48)
     # a low-frequency change (what flicker is, after the metric's blur) survives the blur ...
     assert float(losses.temporal_loss(a + 0.1, a, valid, sigma=1.5)) == pytest.approx(0.1, rel=1e-4)
-    # ... pixel noise, which no generator can remove from its input's passthrough, mostly does not
+    # ... pixel noise, which the metric's blur averages away, mostly does not
     noisy = a + 0.05 * torch.randn_like(a)
     raw, blurred = float(losses.temporal_loss(noisy, a, valid)), float(losses.temporal_loss(noisy, a, valid, sigma=1.5))
     assert raw == pytest.approx(0.05 * (2 / torch.pi) ** 0.5, rel=0.05) and blurred < raw / 4
@@ -280,50 +281,6 @@ def test_blurred_temporal_loss_sees_flicker_not_noise() -> None:
     b = a.clone()
     b[..., :24] += 1.0  # garbage where the warp had no source
     assert float(losses.temporal_loss(b, a, half, sigma=1.5)) == pytest.approx(0.0, abs=1e-6)
-
-
-def test_blur2d_keeps_flat_images_and_antialiased_spec_round_trips(tmp_path: Path) -> None:
-    from training.export import load_generator, save_generator
-    from training.layers import Blur2d
-
-    flat = torch.full((1, 4, 8, 8), 0.3)
-    torch.testing.assert_close(Blur2d(4)(flat), flat)
-    g = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True))
-    assert not any(k.endswith((".row", ".col")) for k in g.state_dict())  # fixed filters, not weights
-    save_generator(g, ["a", "b"], tmp_path / "m.generator.pt")
-    g2, _, _ = load_generator(tmp_path / "m.generator.pt")
-    assert g2.spec.antialias and isinstance(g2.blur, Blur2d)
-    x, w = torch.rand(1, 3, 32, 32), torch.tensor([[1.0, 0.0]])
-    with torch.no_grad():
-        torch.testing.assert_close(g2(x, w)[0], g.eval()(x, w)[0])
-    # checkpoints from before the option load as they were trained: no blur, nearest upsampling
-    old = Generator(GeneratorSpec(**{"num_styles": 2, "width": 8, "blocks": 1}))
-    assert not old.spec.antialias and isinstance(old.blur, torch.nn.Identity)
-    # the 5-tap head blur and the 17-tap frame blur (before the 4× space-to-depth; 5 taps unless
-    # the spec says more) round-trip too; other sizes are refused
-    assert g.in_blur.row.shape[-1] == 5
-    for option, taps, blur in (("head_blur_taps", 5, "head_blur"), ("in_blur_taps", 17, "in_blur")):
-        gk = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True, smooth_head=True, **{option: taps}))
-        save_generator(gk, ["a", "b"], tmp_path / f"{option}.generator.pt")
-        back, _, _ = load_generator(tmp_path / f"{option}.generator.pt")
-        assert getattr(back.spec, option) == taps and getattr(back, blur).row.shape[-1] == taps
-        with pytest.raises(ValueError, match=option):
-            GeneratorSpec(num_styles=1, **{option: 4})
-    from training.config import TrainConfig
-
-    with pytest.raises(ValueError, match="in_blur_taps"):
-        TrainConfig(content="c", styles=("s",), in_blur_taps=3)
-
-
-def test_binomial_taps_are_a_gaussian_of_the_documented_sigma() -> None:
-    from training.generator import IN_BLUR_TAPS, binomial_taps
-
-    assert binomial_taps(5) == (1.0, 4.0, 6.0, 4.0, 1.0)
-    for n in IN_BLUR_TAPS:
-        k = torch.tensor(binomial_taps(n))
-        k = k / k.sum()
-        pos = torch.arange(n, dtype=torch.float32) - n // 2
-        assert float((k * pos**2).sum()) == pytest.approx((n - 1) / 4)  # variance: σ = √(n − 1) / 2
 
 
 def test_fake_backbone_and_unknown_backbone() -> None:
@@ -347,37 +304,16 @@ def test_efficientnet_lite0_backbone_when_installed() -> None:
     assert all(not p.requires_grad for p in bb.parameters())
 
 
-def test_baseline_is_the_johnson_architecture_and_exports(tmp_path: Path) -> None:
-    from training.baseline import TransformerNet, count_macs, count_params, export_baseline
-
-    net = TransformerNet()
-    assert count_params(net) == 1_679_235  # pytorch/examples' TransformerNet
-    w1 = torch.ones(1, 1)
-    assert count_macs(net, torch.zeros(1, 3, 360, 640), w1) == pytest.approx(35.43e9, rel=1e-3)
-    g = Generator(GeneratorSpec(num_styles=4))
-    assert count_macs(g, torch.zeros(1, 3, 360, 640), torch.eye(4)[:1]) < count_macs(net, torch.zeros(1, 3, 360, 640), w1) / 10
-    class Functional(torch.nn.Module):  # the blurs, filtered ReLUs and Lanczos head are F.conv2d calls
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return torch.nn.functional.conv2d(torch.nn.functional.conv2d(x, torch.ones(5, 3, 3, 3), padding=1), torch.ones(5, 1, 2, 2), stride=2, groups=5)
-
-    assert count_macs(Functional(), torch.zeros(1, 3, 8, 8)) == 8 * 8 * 5 * 3 * 9 + 4 * 4 * 5 * 4
-    path = export_baseline(tmp_path / "b.onnx")
-    import engines
-
-    with engines.create_engine("onnxruntime", path, threads=1) as e:
-        assert e.infer(np.zeros((32, 48, 3), np.uint8), np.ones(1, np.float32), 1.0).output.shape == (32, 48, 3)
-
-
 def test_distillation_from_a_teacher(tiny_run: Path, tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from training.config import TrainConfig
+    """The fast tier distilled from a quality-tier teacher (its weights file, as the recipe's
+    ``--teacher`` takes), of the same styles."""
     from training.train import train
 
-    base = TrainConfig.from_json(tiny_run.parent / "config.json")
-    cfg = replace(base, out=str(tmp_path / "runs"), steps=2, width=4, teacher=str(tiny_run), sample_every=2, ckpt_every=2)
+    teacher = tmp_path / "quality.generator.pt"
+    save_generator(scrambled_generator("quality", 2), ["style_a", "style_b"], teacher)
+    cfg = _tiny_config(tiny_run, tmp_path, steps=2, teacher=str(teacher), sample_every=2, ckpt_every=2)
     ck = torch.load(train(cfg), weights_only=False)
-    assert ck["spec"]["width"] == 4
+    assert ck["spec"]["tier"] == "fast" and ck["config"]["teacher"] == str(teacher)
     last = json.loads(next((tmp_path / "runs").glob("*/stats.jsonl")).read_text().splitlines()[-1])
     assert last["distill"] > 0
     with pytest.raises(ValueError, match="has styles"):
@@ -396,8 +332,8 @@ def test_torchrun_two_processes_train_one_run(tmp_path: Path) -> None:
     style = make_images(tmp_path / "style", 1, (64, 64), 1)
     out = tmp_path / "runs"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "streamer", "train",
-           "--content", str(content), "--style", str(style), "--steps", "3", "--batch", "2", "--crop", "32", "--width", "8",
-           "--blocks", "1", "--backbone", "fake", "--device", "cpu", "--out", str(out), "--sample-every", "3", "--ckpt-every", "3"]
+           "--content", str(content), "--style", str(style), "--steps", "3", "--batch", "2", "--crop", "32", "--tier", "fast",
+           "--backbone", "fake", "--device", "cpu", "--out", str(out), "--sample-every", "3", "--ckpt-every", "3"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
     # Known gloo teardown race (seen once in ~7 runs here): a rank can abort in C++ at interpreter
     # exit *after* training finished and rank 0 wrote everything. Tolerate only that, and only
@@ -422,140 +358,42 @@ def test_a_file_that_is_not_a_checkpoint_is_a_typed_error(tmp_path: Path, conten
         load_generator(bad)
 
 
-def _aliased_energy(y: torch.Tensor, k: int) -> float:
-    """|FFT| at bin ``k`` of a [1, C, H, W] signal's first row, first channel."""
-    return float(torch.fft.rfft(y[0, 0, 0].double()).abs()[k])
+def test_a_model_of_the_old_generator_is_a_typed_error(tiny_run: Path, tmp_path: Path) -> None:
+    from training.export import ExportError
 
-
-def test_filtered_relu_keeps_smooth_signals_and_cuts_the_aliased_harmonic() -> None:
-    """A ReLU on a 0.3 cycle/px sine makes a 0.6 cycle/px harmonic that folds back to 0.4 on the
-    pixel grid (the texture that sticks to the grid and flickers when the picture moves); the
-    filtered ReLU must leave far less of it, and keep the sine's own (0.3) component."""
-    from training.layers import UP_DOWN_TAPS, filtered_relu, separable_kernels
-
-    n = 200  # bins: 0.3 → 60, 0.4 (the fold of 0.6) → 80
-    xs = torch.arange(n, dtype=torch.float32)
-    h = torch.sin(2 * torch.pi * 0.3 * xs).view(1, 1, 1, n).expand(1, 1, 6, n).contiguous()
-    k = torch.tensor(UP_DOWN_TAPS)
-    row, col = separable_kernels(k / k.sum(), 1)
-    plain, filt = torch.relu(h), filtered_relu(h, row, col)
-    assert filt.shape == h.shape
-    assert _aliased_energy(filt, 80) < 0.35 * _aliased_energy(plain, 80)
-    assert _aliased_energy(filt, 60) > 0.5 * _aliased_energy(plain, 60)
-    # a constant and a slow ramp pass unchanged (away from the replicated border)
-    c = torch.full((1, 2, 8, 8), 0.7)
-    torch.testing.assert_close(filtered_relu(c, *separable_kernels(k / k.sum(), 2)), c)
-    ramp = torch.linspace(0.5, 1.5, 32).view(1, 1, 1, 32).expand(1, 1, 8, 32).contiguous()
-    torch.testing.assert_close(filtered_relu(ramp, row, col)[..., 2:-2, 2:-2], ramp[..., 2:-2, 2:-2], atol=1e-5, rtol=0)
-
-
-def _weight_free_option_round_trips(tmp_path: Path, option: str, **base: object) -> Generator:
-    """A generator with boolean spec ``option`` on (and ``base``'s options) has the same weights as
-    one without, computes something else with them, and round-trips through a .generator.pt.
-    Returns it, in eval mode, with the plain one's (random, head scrambled) weights."""
-    plain = Generator(GeneratorSpec(num_styles=2, width=8, **{"blocks": 1, **base}))  # type: ignore[arg-type]
-    torch.nn.init.normal_(plain.head.weight, std=0.3)  # a fresh head is ~0 and would hide the head's options
-    on = Generator(GeneratorSpec(num_styles=2, width=8, **{"blocks": 1, **base, option: True}))  # type: ignore[arg-type]
-    assert plain.state_dict().keys() == on.state_dict().keys()  # a trained model's weights load into it
-    on.load_state_dict(plain.state_dict())
-    save_generator(on, ["a", "b"], tmp_path / f"{option}.generator.pt")
-    back, _, _ = load_generator(tmp_path / f"{option}.generator.pt")
-    assert getattr(back.spec, option)
-    x, w = torch.rand(1, 3, 32, 48), torch.tensor([[0.3, 0.7]])
-    with torch.no_grad():
-        torch.testing.assert_close(back(x, w)[0], on.eval()(x, w)[0])
-        assert float((on(x, w)[0] - plain.eval()(x, w)[0]).abs().max()) > 1e-4  # the option does something
-    return on
-
-
-def test_alias_free_adds_no_weights_and_round_trips(tmp_path: Path) -> None:
-
-    af = _weight_free_option_round_trips(tmp_path, "alias_free", blocks=2)
-    assert af.enc2.filtered and all(b.a.filtered and not b.b.filtered for b in af.res) and not af.enc1.filtered
-
-
-def test_smooth_body_cuts_the_eighth_res_checkerboard_and_adds_no_weights() -> None:
-    """``smooth_body``: a checkerboard on the ⅛-res grid (its Nyquist rate) does not reach the
-    ¼-res features, a smooth ⅛-res signal does, and no weights are added."""
-    plain = Generator(GeneratorSpec(num_styles=1, width=4, blocks=1, antialias=True))
-    smooth = Generator(GeneratorSpec(num_styles=1, width=4, blocks=1, antialias=True, smooth_body=True))
-    assert plain.state_dict().keys() == smooth.state_dict().keys()
-    yy, xx = torch.meshgrid(torch.arange(12), torch.arange(16), indexing="ij")
-    checker = ((-1.0) ** (yy + xx)).expand(1, 8, 12, 16)
-    ramp = (xx / 15.0).float().expand(1, 8, 12, 16)
-    interior = (slice(None), slice(None), slice(4, -4), slice(4, -4))
-    assert float(plain.upsample_half(checker)[interior].abs().mean()) > 0.2  # bilinear alone lets half of it through
-    assert float(smooth.upsample_half(checker)[interior].abs().max()) < 1e-5
-    torch.testing.assert_close(smooth.upsample_half(ramp)[interior], plain.upsample_half(ramp)[interior], atol=1e-5, rtol=0)
-
-
-@pytest.mark.parametrize(("option", "channels", "last"), [("half_res", 4, "half_out"), ("stroke_mlp", 5, "stroke_out")])
-def test_grown_stage_starts_from_a_trained_generator_as_a_no_op(tmp_path: Path, option: str, channels: int, last: str) -> None:
-    """``half_res`` / ``stroke_mlp``: a trained generator's weights load into one with the ½-res
-    stage or the stroke head, which starts at zero (same output) and, once its last conv moves,
-    changes the output; it round-trips through ``save_generator``; and no other missing weight
-    is allowed."""
-    from training.generator import init_weights
-
-    torch.manual_seed(0)
-    src = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True)).eval()
-    with torch.no_grad():
-        for p in src.parameters():
-            p.add_(torch.randn_like(p) * 0.1)
-    grown = Generator(GeneratorSpec(num_styles=2, width=8, blocks=1, antialias=True, **{option: channels})).eval()
-    init_weights(grown, src)
-    x, w = torch.rand(1, 3, 32, 48), torch.tensor([[0.3, 0.7]])
-    with torch.no_grad():
-        torch.testing.assert_close(grown(x, w)[0], src(x, w)[0])
-        if option == "half_res":
-            assert grown.features(x, w)["half"].shape == (1, 4, 16, 24)
-        getattr(grown, last).weight.normal_(std=0.1)
-        assert float((grown(x, w)[0] - src(x, w)[0]).abs().max()) > 1e-3
-    save_generator(grown, ["a", "b"], tmp_path / "g.generator.pt")
-    back, _, _ = load_generator(tmp_path / "g.generator.pt")
-    assert getattr(back.spec, option) == channels
-    with torch.no_grad():
-        torch.testing.assert_close(back(x, w)[0], grown(x, w)[0])
-    with pytest.raises(RuntimeError, match="unexpected"):  # a model with the stage into one without
-        init_weights(src, grown)
-    with pytest.raises(RuntimeError, match="missing"):  # only the grown stage may be missing
-        init_weights(Generator(GeneratorSpec(num_styles=2, width=8, blocks=2, antialias=True)), src)
-    with pytest.raises(ValueError, match="channel count"):
-        GeneratorSpec(num_styles=1, **{option: -1})
+    ck = torch.load(tiny_run, weights_only=False)
+    ck["spec"] = {**ck["spec"], "antialias": True}
+    torch.save(ck, tmp_path / "old.pt")
+    with pytest.raises(ExportError, match="does not know: antialias"):
+        load_generator(tmp_path / "old.pt")
 
 
 def test_init_starts_from_a_trained_generator(tiny_run: Path, tmp_path: Path) -> None:
-    from dataclasses import replace
-
-    from training.config import TrainConfig
     from training.train import Trainer, make_run_dir
 
     src, _, _ = load_generator(tiny_run)
-    base = TrainConfig.from_json(tiny_run.parent / "config.json")
-    cfg = replace(base, out=str(tmp_path / "runs"), init=str(tiny_run), alias_free=True, resume=None)
+    cfg = _tiny_config(tiny_run, tmp_path, init=str(tiny_run))
     t = Trainer(cfg, make_run_dir(tmp_path / "runs", "init"))
-    assert t.state.step == 0 and t.state.g.spec.alias_free
+    assert t.state.step == 0 and t.state.g.spec == src.spec
     for name, p in src.state_dict().items():
         torch.testing.assert_close(t.state.g.state_dict()[name], p)
         torch.testing.assert_close(t.state.g_ema.state_dict()[name], p)
     with pytest.raises(ValueError, match="has styles"):
         Trainer(replace(cfg, styles=tuple(reversed(cfg.styles))), make_run_dir(tmp_path / "runs", "x"))
-    with pytest.raises(ValueError, match="does not fit"):
-        Trainer(replace(cfg, width=4), make_run_dir(tmp_path / "runs", "y"))
+    with pytest.raises(ValueError, match="does not fit this run's generator \\(tier quality\\)"):
+        Trainer(replace(cfg, tier="quality"), make_run_dir(tmp_path / "runs", "y"))
 
 
 def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Path, tmp_path: Path) -> None:
     """Each of these made an empty numbered run (or, resumed, rewrote its config.json) and then
     failed with exit 1, or in the resume case relabelled the trained weights with other styles."""
-    from dataclasses import replace
-
     from tests.conftest import make_images
-    from training.config import TrainConfig
-    from training.train import PreflightError, preflight, train
+    from training.preflight import PreflightError, preflight
+    from training.train import train
 
     root = tiny_run.parents[2]  # the tiny fixture's folder: content/, style_a/, style_b.png, runs/
     base = TrainConfig(content=str(root / "content"), styles=(str(root / "style_a"), str(root / "style_b.png")), out=str(tmp_path / "runs"),
-                       steps=6, batch=2, crop=32, style_size=64, width=8, blocks=1, backbone="fake", device="cpu")
+                       steps=6, batch=2, crop=32, style_size=64, tier="fast", backbone="fake", device="cpu")
     (tmp_path / "empty").mkdir()
     (tmp_path / "notimg.png").write_text("not an image")
     other = make_images(tmp_path / "other_style", 1, (64, 64), 3)
@@ -563,14 +401,21 @@ def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Pa
     run.mkdir()
     (run / "checkpoint.pt").write_bytes(tiny_run.read_bytes())
     (run / "config.json").write_text("the run's own config")
+    old = tmp_path / "old"  # a checkpoint of the generator before the tiers
+    old.mkdir()
+    ck = torch.load(tiny_run, weights_only=False)
+    torch.save({**ck, "spec": {**ck["spec"], "alias_free": True}}, old / "checkpoint.pt")
     cases = [
         ({"content": str(tmp_path / "nope")}, "does not exist"),
         ({"content": str(tmp_path / "empty")}, "no images"),
         ({"styles": (str(tmp_path / "notimg.png"),)}, "cannot read image"),
         ({"styles": (str(root / "style_b.png"), str(root / "style_b.png"))}, "unique"),
         ({"styles": (str(other), str(root / "style_b.png")), "resume": str(run)}, "trained styles"),
-        ({"width": 16, "resume": str(run)}, r"other layers \(width \(8, here 16\)\)"),
+        ({"tier": "quality", "resume": str(run)}, r"other layers \(blocks \(3, here 5\), factor \(4, here 2\), tier \('fast', here 'quality'\), width \(16, here 32\)\)"),
+        ({"resume": str(old)}, "cannot read checkpoint .*does not know: alias_free"),
         ({"styles": (str(other), str(root / "style_b.png")), "teacher": str(tiny_run)}, "has styles"),
+        ({"teacher": str(old / "checkpoint.pt")}, "cannot load generator"),
+        ({"init": str(old / "checkpoint.pt")}, "cannot load generator"),
         ({"edge_style_weights": {"nope": 1.0}}, "nope"),
     ]
     for change, words in cases:
@@ -580,19 +425,28 @@ def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Pa
     assert not (tmp_path / "runs").exists()
     assert (run / "config.json").read_text() == "the run's own config"
     preflight(replace(base, resume=str(run)))  # the same styles and generator: fine
-    preflight(replace(base, resume=str(run), antialias=True, smooth_head=True))  # no new weights: the recipe's fine-tunes resume so
+    preflight(replace(base, resume=str(run), w_temporal=20.0, w_edge=8.0))  # losses may change on a resume
 
 
 @pytest.mark.parametrize("change, words", [
     ({"steps": -5}, "steps must be ≥ 1"), ({"batch": 0}, "batch must be ≥ 1"), ({"sample_every": 0}, "sample_every"),
     ({"crop": 0}, "crop must be a multiple of 8"), ({"crop": 100}, "multiple of 8"), ({"lr_g": -1.0}, "lr_g must be > 0"),
-    ({"style_size": 16}, "style_size must be ≥ crop"),
+    ({"style_size": 16}, "style_size must be ≥ crop"), ({"tier": "tiny"}, "tier must be one of fast, quality"),
+    ({"w_style": -1.0}, "w_style must be ≥ 0"), ({"w_distill": float("nan")}, "w_distill must be ≥ 0"),
+    ({"temporal_blur": -0.5}, "temporal_blur must be ≥ 0"), ({"video_share": 1.5}, "video_share"),
+    ({"init": "g.pt", "resume": "runs/1"}, "exclude each other"),
 ])
 def test_config_refuses_numbers_that_fail_later(change: dict, words: str) -> None:  # type: ignore[type-arg]
-    from training.config import TrainConfig
-
     with pytest.raises(ValueError, match=words):
         TrainConfig(content="c", styles=("s",), **change)
+
+
+def test_config_spec_is_the_tiers(tmp_path: Path) -> None:
+    assert TrainConfig(content="c", styles=("s",)).spec(3) == tier_spec("quality", 3)  # the default tier
+    assert TrainConfig(content="c", styles=("s",), tier="fast").spec(2) == tier_spec("fast", 2)
+    cfg = TrainConfig(content="c", styles=("s",), tier="fast", w_temporal=20.0)
+    (tmp_path / "c.json").write_text(cfg.to_json())
+    assert TrainConfig.from_json(tmp_path / "c.json") == cfg
 
 
 def test_a_failed_export_leaves_the_existing_model_as_it_was(tiny_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -612,74 +466,3 @@ def test_a_failed_export_leaves_the_existing_model_as_it_was(tiny_run: Path, tmp
     with pytest.raises(RuntimeError, match="disk full"):
         export_checkpoint(tiny_run, out, use_ema=False)  # other weights: every file would differ
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before  # and no staging folder left
-
-
-def test_lanczos_upsampling_renders_a_stroke_alike_at_every_sub_cell_phase() -> None:
-    """A sinusoid of ¼ cycle/cell sampled on the ¼-res grid at a whole cell's phase and at half a
-    cell's, upsampled 4×: Lanczos-3 must give the continuous sinusoid back within 3 % at every
-    full-resolution pixel away from the border, where bilinear loses over 20 % of the amplitude
-    between samples (cos(π/4) = 0.71 at half a cell) and so renders the two phases differently."""
-    import torch.nn.functional as F
-
-    from training.layers import lanczos_phase_taps, lanczos_upsample
-
-    taps = lanczos_phase_taps(4)
-    assert taps.shape == (4, 7)
-    torch.testing.assert_close(taps.sum(1), torch.ones(4))
-    torch.testing.assert_close(taps, taps.flip(0).flip(1))  # phases mirror each other
-    f, n = 0.25, 48
-    for phase in (0.0, 0.5):
-        cells = torch.arange(n, dtype=torch.float64)
-        z = torch.sin(2 * torch.pi * f * (cells + phase)).float().view(1, 1, 1, n).expand(1, 1, 4, n).contiguous()
-        j = torch.arange(4 * n, dtype=torch.float64)
-        want = torch.sin(2 * torch.pi * f * ((j + 0.5) / 4 - 0.5 + phase)).float()
-        lz = lanczos_upsample(z, 4)[0, 0, 8]
-        bl = F.interpolate(z, scale_factor=4.0, mode="bilinear", align_corners=False)[0, 0, 8]
-        inner = slice(32, -32)
-        assert float((lz - want)[inner].abs().max()) < 0.03
-        assert float((bl - want)[inner].abs().max()) > 0.2
-    flat = torch.full((1, 2, 5, 7), 0.4)
-    torch.testing.assert_close(lanczos_upsample(flat, 4), torch.full((1, 2, 20, 28), 0.4))
-    torch.testing.assert_close(lanczos_upsample(flat, 2), torch.full((1, 2, 10, 14), 0.4))
-
-
-def test_head_lanczos_adds_no_weights_and_round_trips(tmp_path: Path) -> None:
-    from training.generator import lanczos_head
-
-    lz = _weight_free_option_round_trips(tmp_path, "head_lanczos", antialias=True, smooth_head=True)
-    with torch.no_grad():
-        # the head reads the ¼-res channels through the sum of its z taps: a constant z map and
-        # a zero frame give the sum times z plus the bias everywhere
-        z = torch.full((1, 12, 4, 6), 0.5)
-        out = lanczos_head(z, torch.zeros(1, 3, 16, 24), lz.head)
-        want = 0.5 * lz.head.weight[:, :12].sum((1, 2, 3)) + lz.head.bias
-        torch.testing.assert_close(out, want.view(1, 4, 1, 1).expand(1, 4, 16, 24), atol=1e-5, rtol=1e-5)
-
-
-def test_temporal_motion_scales_the_second_views_move(tmp_path: Path) -> None:
-    """``temporal_motion`` scales the random affine move of the temporal loss's second view:
-    at 0.5 a pixel moves half as far as at 1, from the same random draw."""
-    from tests.conftest import make_images
-    from training.config import TrainConfig
-    from training.train import Trainer, make_run_dir
-
-    content = make_images(tmp_path / "content", 2, (96, 96), 0)
-    a = make_images(tmp_path / "a", 1, (48, 48), 1)
-    ys, xs = torch.meshgrid(torch.linspace(0, 1, 48), torch.linspace(0, 1, 48), indexing="ij")
-    ramp = torch.stack([xs, ys, xs * 0]).expand(3, 3, 48, 48).contiguous()  # a pixel's (x, y) as its colour
-    moved_by = {}
-    for k in (1.0, 0.5):
-        cfg = TrainConfig(content=str(content), styles=(str(a),), out=str(tmp_path / "runs"), batch=3, crop=48, style_size=48, width=8, blocks=1,
-                          backbone="fake", device="cpu", w_temporal=1.0, temporal_margin=8, temporal_noise=0.0, temporal_motion=k)
-        tr = Trainer(cfg, make_run_dir(tmp_path / f"r{k}", "t"))
-        torch.manual_seed(3)
-        _, move = tr.temporal_view(torch.rand(3, 3, 64, 64), None)  # crops of 48 with 8 px context
-        moved, valid = move(ramp)
-        moved_by[k] = float(((moved - ramp).abs() * valid).sum() / valid.sum())
-    assert moved_by[1.0] > 0.005  # the draw moved the crops (≥ ~0.25 px of 48)
-    assert moved_by[0.5] == pytest.approx(moved_by[1.0] / 2, rel=0.15)
-    with pytest.raises(ValueError, match="temporal_motion must be > 0"):
-        TrainConfig(content="c", styles=("a",), temporal_motion=0.0)
-    for bad in (float("inf"), float("nan"), 11.0):
-        with pytest.raises(ValueError, match="temporal_motion must be > 0 and ≤ 10"):
-            TrainConfig(content="c", styles=("a",), temporal_motion=bad)

@@ -1,8 +1,9 @@
-"""The bundled ONNX graphs (FP32 and the mixed-precision one TensorRT builds from) use only
-operators, and operator modes, that TensorRT 10's ONNX parser supports.
+"""The bundled ONNX graphs and what the exporter writes for each tier (FP32 and the
+mixed-precision one TensorRT builds from) use only operators, and operator modes, that TensorRT
+10's ONNX parser supports.
 
-No machine here has TensorRT, so the alias-free graph (Resize, edge Pad, strided depthwise Conv)
-has never been parsed by it. This checks the graph against the parser's published support
+No machine here has TensorRT, so these graphs (bilinear Resize, reflection Pad, depth-to-space)
+have never been parsed by it. This checks them against the parser's published support
 matrix instead (onnx/onnx-tensorrt, docs/operators.md for TensorRT 10): the op types the
 exporter emits, Resize's modes (linear or nearest, a half-pixel/asymmetric/align-corners
 transform, no antialiasing, no cubic), Pad's modes, that Reduce* axes are constants, and that
@@ -18,12 +19,13 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 
-ROOT = Path(__file__).resolve().parents[1]
-MODELS = [ROOT / "streamer" / "models" / "default.onnx", ROOT / "streamer" / "models" / "default.fp16.onnx"]
+from streamer.config import BUNDLED_MODELS, bundled_model_path  # noqa: E402
+
+MODELS = [p for tier in sorted(BUNDLED_MODELS) for p in (bundled_model_path(tier), bundled_model_path(tier).with_suffix(".fp16.onnx"))]
 
 # The subset of TensorRT 10's supported ONNX ops that an image-to-image exporter can emit.
 TRT10_OPS = frozenset({
-    "Add", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
+    "Add", "AveragePool", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
     "DepthToSpace", "Div", "Exp", "Gather", "Identity", "InstanceNormalization", "Log", "MatMul",
     "Max", "Min", "Mul", "Neg", "Pad", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize",
     "Round", "Shape", "Sigmoid", "Slice", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub",
@@ -67,9 +69,26 @@ def unsupported(model: onnx.ModelProto) -> list[str]:
 
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.name)
 def test_bundled_graph_is_in_tensorrt10s_support_matrix(path: Path) -> None:
+    if not path.is_file():
+        pytest.skip(f"{path.name} is not bundled in this checkout")
     model = onnx.load(str(path))
     assert model.opset_import[0].version <= 20  # TensorRT 10.0 parses opsets 9–20
     assert unsupported(model) == []
+
+
+@pytest.mark.parametrize("tier", ["quality", "fast"])
+def test_each_tiers_exported_graphs_are_in_tensorrt10s_support_matrix(tier: str, tmp_path: Path) -> None:
+    pytest.importorskip("torch")
+    from tests.conftest import scrambled_generator
+    from training.export import export_onnx
+    from training.fp16 import export_fp16
+
+    g = scrambled_generator(tier, 2)
+    export_onnx(g, tmp_path / "m.onnx", 2)
+    for path in (tmp_path / "m.onnx", export_fp16(g, tmp_path / "m.onnx", 2)):
+        model = onnx.load(str(path))
+        assert model.opset_import[0].version <= 20 and unsupported(model) == [], path.name
+        assert "Resize" in {n.op_type for n in model.graph.node}  # the bilinear upsamplings: checked above, not absent
 
 
 def test_the_check_rejects_what_tensorrt_does_not_parse() -> None:

@@ -88,7 +88,7 @@ def test_train_with_a_video(pan: Path, tmp_path: Path) -> None:
     content = make_images(tmp_path / "content", 3, (48, 64), 0)
     style = make_images(tmp_path / "style", 1, (64, 64), 1)
     args = [sys.executable, "-m", "streamer", "train", "--content", str(content), "--style", str(style), "--out", str(tmp_path / "runs"),
-            "--steps", "3", "--batch", "2", "--crop", "32", "--width", "8", "--blocks", "1", "--backbone", "fake", "--device", "cpu",
+            "--steps", "3", "--batch", "2", "--crop", "32", "--tier", "fast", "--backbone", "fake", "--device", "cpu",
             "--w-temporal", "5", "--sample-every", "3", "--ckpt-every", "3"]
     out = subprocess.run([*args, "--video", str(pan), "--video-share", "1"], capture_output=True, text=True, timeout=240)
     assert out.returncode == 0, out.stderr

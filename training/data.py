@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from streamer.outputs import IMAGE_SUFFIXES  # what OpenCV reads and writes here; one list for every command
+from engines.model import IMAGE_SUFFIXES  # what OpenCV reads and writes here; one list for every command
 
 
 class DataError(ValueError):

@@ -18,6 +18,7 @@ the ONNX model through the same engine the daemon uses.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -281,10 +282,28 @@ class StyleScores:
         return _reduction(self.texture_distance_input, self.texture_distance_output)
 
 
+def attention_correlation(photo: U8, output: U8, attention: U8) -> float:
+    """Pearson correlation of the attention map [H, W] with the output's change |output − photo|
+    (channel mean, [H, W]); 0 when either is constant. What "where the style changes the frame
+    most" should score."""
+    change = np.abs(output.astype(np.float32) - photo.astype(np.float32)).mean(axis=2).ravel()
+    a = attention.astype(np.float32).ravel()
+    if a.std() == 0 or change.std() == 0:
+        return 0.0
+    return float(np.corrcoef(a, change)[0, 1])
+
+
+Reference = Callable[[U8, str], U8]
+"""(BGR photo [H, W, 3] uint8, style name) → the optimisation-based reference rendering."""
+
+
 def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str, list[Path]], vgg: torch.nn.Module | None, size: tuple[int, int],
-                    mask_background: bool = True) -> dict[str, dict[str, Any]]:
-    """Per style: mean style distance (input, output), its reduction, and mean edge F1. With
-    ``mask_background`` a reference with a flat background counts its drawing alone (``foreground``)."""
+                    mask_background: bool = True, reference: Reference | None = None, reference_photos: int = 0) -> dict[str, dict[str, Any]]:
+    """Per style: mean style distance (input, output), its reduction, mean edge F1 and the
+    attention map's correlation with the output's change. With ``reference``, the same texture
+    and style distances for its rendering of the first ``reference_photos`` photos (all when 0),
+    beside the model's on those photos. With ``mask_background`` a reference image with a flat
+    background counts its drawing alone (``foreground``)."""
     from streamer.contact_sheet import _cell
 
     imgs = []
@@ -303,11 +322,24 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         masks = [foreground(r) if mask_background and vgg is not None else None for r in refs]
         targets = [grams(vgg, r, m) for r, m in zip(refs, masks, strict=True)] if vgg is not None else []
         textures = [texture_grams(vgg, r, m) for r, m in zip(refs, masks, strict=True)] if vgg is not None else []
-        d: dict[str, list[float]] = {"in": [], "out": [], "tex_in": [], "tex_out": []}
-        f1 = []
+        d: dict[str, list[float]] = {"in": [], "out": [], "tex_in": [], "tex_out": [], "ref_out": [], "ref_tex_out": [], "ref_in": [], "ref_tex_in": [], "ref_model_out": [], "ref_model_tex_out": []}
+        f1, corr = [], []
+        n_ref = (reference_photos or len(imgs)) if reference is not None and targets else 0
         for j, x in enumerate(imgs):
-            y = engine.infer(x, w, 1.0).output.copy()
+            res = engine.infer(x, w, 1.0)
+            y = res.output.copy()
             f1.append(edge_f1(x, y))
+            corr.append(attention_correlation(x, y, res.attention))
+            if j < n_ref:
+                assert vgg is not None and reference is not None
+                r = reference(x, name)
+                g_in, t_in = inputs[j]
+                d["ref_in"].append(style_distance(g_in, targets))
+                d["ref_tex_in"].append(style_distance(t_in, textures))
+                d["ref_out"].append(style_distance(grams(vgg, r), targets))
+                d["ref_tex_out"].append(style_distance(texture_grams(vgg, r), textures))
+                d["ref_model_out"].append(style_distance(grams(vgg, y), targets))
+                d["ref_model_tex_out"].append(style_distance(texture_grams(vgg, y), textures))
             if targets:
                 assert vgg is not None
                 g_in, t_in = inputs[j]
@@ -318,20 +350,27 @@ def evaluate_images(engine: BaseEngine, photos: list[Path], style_refs: dict[str
         m = {k: float(np.mean(v)) if v else None for k, v in d.items()}
         s = StyleScores(m["in"], m["out"], float(np.mean(f1)), m["tex_in"], m["tex_out"])
         out[name] = {**asdict(s), "style_distance_reduction": s.reduction, "texture_distance_reduction": s.texture_reduction,
+                     "attention_change_correlation": float(np.mean(corr)) if corr else None,
                      "references": [str(r) for r in style_refs.get(name, [])], "references_masked": sum(m is not None for m in masks)}
+        if n_ref:
+            out[name]["reference"] = reference_scores(m, n_ref)
     return out
+
+
+def reference_scores(m: dict[str, float | None], photos: int) -> dict[str, Any]:
+    """The reference's cuts beside the model's on the same photos, and the model's share of the
+    reference's texture cut (``model_share_of_texture_cut``; None when the reference cuts ≤ 0)."""
+    ref_tex = _reduction(m["ref_tex_in"], m["ref_tex_out"])
+    model_tex = _reduction(m["ref_tex_in"], m["ref_model_tex_out"])
+    share = model_tex / ref_tex if ref_tex is not None and model_tex is not None and ref_tex > 0 else None
+    return {"photos": photos, "style_distance_reduction": _reduction(m["ref_in"], m["ref_out"]), "texture_distance_reduction": ref_tex,
+            "model_style_distance_reduction": _reduction(m["ref_in"], m["ref_model_out"]), "model_texture_distance_reduction": model_tex,
+            "model_share_of_texture_cut": share}
 
 
 def style_references(sidecar: dict[str, Any]) -> dict[str, list[Path]]:
     """Style name → its reference images, from the training config recorded in the model's sidecar
-    (paths as they were at training time; styles whose files are not here are left out)."""
-    from training.data import IMAGE_SUFFIXES, style_name
+    (``engines.ModelInfo.style_images``: styles whose files are not here are left out)."""
+    from engines.model import ModelInfo
 
-    refs: dict[str, list[Path]] = {}
-    for s in sidecar.get("training_config", {}).get("styles", []):
-        p = Path(s)
-        if p.is_file():
-            refs[style_name(p)] = [p]
-        elif p.is_dir():
-            refs[style_name(p)] = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-    return refs
+    return ModelInfo(Path(), (), 1, "", sidecar).style_images()

@@ -25,11 +25,11 @@ import torch
 import torch.nn.functional as F
 
 from training.export import ExportError, load_generator
-from training.generator import SIZE_MULTIPLE, Generator, blend
+from training.generator import SIZE_MULTIPLE, Generator
 
 log = logging.getLogger(__name__)
 
-STAGES = ("enc1", "enc2", "res", "dec1")
+STAGES = ("stem", "down", "res", "up", "fine")
 
 
 class ExplainError(RuntimeError):
@@ -104,7 +104,7 @@ def fit(img: np.ndarray, width: int) -> np.ndarray:
 def stage_features(g: Generator, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
     feats = g.features(x, w)
     res = [k for k in feats if k.startswith("res")]
-    return {"enc1": feats["enc1"], "enc2": feats["enc2"], "res": feats[res[-1]] if res else feats["enc2"], "dec1": feats["dec1"]}
+    return {"stem": feats["stem"], "down": feats["down"], "res": feats[res[-1]] if res else feats["down"], "up": feats["up"], "fine": feats["fine"]}
 
 
 def top_channels(f: torch.Tensor, k: int) -> list[int]:
@@ -161,7 +161,7 @@ def saliency(g: Generator, x: torch.Tensor, w: torch.Tensor, probes: int = 6, se
     for _ in range(probes):
         xi = x.clone().requires_grad_(True)
         s, a = g(xi, w)
-        y = blend(xi, s, a, 1.0)
+        y = s
         r = torch.randint(0, 2, y.shape, generator=gen).float() * 2 - 1
         (grad,) = torch.autograd.grad((y * r).sum(), xi)
         acc += grad[0].pow(2).sum(0)
@@ -183,13 +183,13 @@ def adversarial(g: Generator, x: torch.Tensor, w: torch.Tensor, eps: float = 2 /
     change [1,3,H,W] and the measured robustness."""
     with torch.no_grad():
         s, a = g(x, w)
-        y0 = blend(x, s, a, 1.0)
+        y0 = s
     gen = torch.Generator().manual_seed(seed)
     delta = ((torch.rand(x.shape, generator=gen) * 2 - 1) * eps).requires_grad_(True)
     for _ in range(steps):
         xa = (x + delta).clamp(0, 1)
         s, a = g(xa, w)
-        loss = (blend(xa, s, a, 1.0) - y0).pow(2).sum()
+        loss = (s - y0).pow(2).sum()
         (grad,) = torch.autograd.grad(loss, delta)
         with torch.no_grad():
             delta += (eps / 4) * grad.sign()
@@ -201,7 +201,7 @@ def adversarial(g: Generator, x: torch.Tensor, w: torch.Tensor, eps: float = 2 /
         with torch.no_grad():
             xa = x + d
             s, a = g(xa, w)
-            dy = blend(xa, s, a, 1.0) - y0
+            dy = s - y0
         return dy, float(dy.abs().mean() * 255) / max(float(d.abs().mean() * 255), 1e-6)
 
     dy, sens = change(delta)
@@ -215,7 +215,7 @@ def adversarial(g: Generator, x: torch.Tensor, w: torch.Tensor, eps: float = 2 /
 def mix_output(g: Generator, x: torch.Tensor, weights: list[float]) -> torch.Tensor:
     with torch.no_grad():
         s, a = g(x, torch.tensor([weights], dtype=torch.float32))
-        return blend(x, s, a, 1.0)
+        return s
 
 
 def interpolation_strip(g: Generator, x: torch.Tensor, i: int, j: int, n_styles: int, steps: int, tile: int) -> np.ndarray:
@@ -259,7 +259,7 @@ def explain(weights: Path, photo: Path, out: Path, styles: list[str] | None = No
         w = one_hot(i, len(names))
         with torch.no_grad():
             s, a = g(x, w)
-            y = blend(x, s, a, 1.0)
+            y = s
         stats = attention_stats(a, x, y)
         a_np = a[0, 0].numpy()
         overlay = cv2.addWeighted(heat(a_np, 0.0, 1.0), 0.55, photo_u8, 0.45, 0)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from engines.cache import sha256_file
@@ -51,13 +52,35 @@ class FramePipeline(nn.Module):
         super().__init__()
         self.g = g
 
-    def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def run(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The graph's outputs plus ``check``: the FP32 sum of the generator's heads before their
+        sigmoids ([1]; finite exactly when no NaN/Inf reached them, ``training.fp16``)."""
         # BGR NHWC uint8 → RGB NCHW [0,1]; cast first, since TensorRT's only layer that reads a
         # uint8 tensor is a Cast (see ``to_u8_nhwc``)
         x = frame.float().permute(0, 3, 1, 2).flip(1) / 255.0
+        feats = self.g.features(x, style)
+        y = blend(x, torch.sigmoid(feats["rgb_logits"]), strength.reshape(1, 1, 1, 1))
+        a = torch.sigmoid(F.interpolate(feats["attention_logit"], scale_factor=float(self.g.spec.factor), mode="bilinear", align_corners=False))
+        check = feats["rgb_logits"].flatten().sum(0, keepdim=True) + feats["attention_logit"].flatten().sum(0, keepdim=True)
+        return to_u8_nhwc(y.flip(1)), to_u8_nhwc(a), check
+
+    def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, att, _ = self.run(frame, style, strength)
+        return out, att
+
+
+class BaselinePipeline(nn.Module):
+    """The same uint8 contract around any (RGB, style) → (stylised, attention) module: the
+    TransformerNet speed baseline."""
+
+    def __init__(self, g: nn.Module) -> None:
+        super().__init__()
+        self.g = g
+
+    def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = frame.float().permute(0, 3, 1, 2).flip(1) / 255.0
         g, a = self.g(x, style)
-        y = blend(x, g, a, strength.reshape(1, 1, 1, 1))
-        return to_u8_nhwc(y.flip(1)), to_u8_nhwc(a)
+        return to_u8_nhwc(blend(x, g, strength.reshape(1, 1, 1, 1)).flip(1)), to_u8_nhwc(a)
 
 
 def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, list[str], dict[str, Any]]:
@@ -65,7 +88,7 @@ def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, l
     holds one set of weights, the EMA ones when they were exported), with its style names and config."""
     try:
         ck = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        g = Generator(GeneratorSpec(**ck["spec"]))
+        g = Generator(GeneratorSpec.from_dict(ck["spec"]))
         g.load_state_dict(ck["generator"] if "generator" in ck else ck["g_ema" if use_ema else "g"])
     except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError, pickle.UnpicklingError) as e:  # not a checkpoint
         raise ExportError(f"cannot load generator from {checkpoint}: {e}") from e
@@ -73,11 +96,8 @@ def load_generator(checkpoint: Path, use_ema: bool = True) -> tuple[Generator, l
 
 
 def frame_pipeline(g: nn.Module) -> nn.Module:
-    """What export traces: our ``Generator`` re-written for fast inference (``FastFramePipeline``,
-    same function), any other generator (the TransformerNet baseline) as ``FramePipeline``."""
-    from training.fast_graph import FastFramePipeline
-
-    return FastFramePipeline(g) if isinstance(g, Generator) else FramePipeline(g)
+    """What export traces: ``FramePipeline`` for our ``Generator``, ``BaselinePipeline`` for any other."""
+    return FramePipeline(g) if isinstance(g, Generator) else BaselinePipeline(g)
 
 
 def export_onnx(g: nn.Module, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
@@ -141,7 +161,7 @@ def export_checkpoint(checkpoint: Path, out: Path, use_ema: bool = True) -> Path
     try:
         tmp = staging / out.name
         export_onnx(g, tmp, len(styles))
-        meta = sidecar(tmp, g.spec.to_dict(), styles, {"trained_steps": config.get("steps"), "training_config": config})
+        meta = sidecar(tmp, g.spec.to_dict(), styles, {"tier": g.spec.tier, "trained_steps": config.get("steps"), "training_config": config})
         tmp.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
         save_generator(g, styles, generator_weights_path(tmp), config)  # for `stylecast explain`
         export_fp16(g, tmp, len(styles))

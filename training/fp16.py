@@ -30,8 +30,7 @@ import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 
-from training.export import OPSET
-from training.fast_graph import FastFramePipeline
+from training.export import OPSET, FramePipeline
 from training.generator import Generator
 
 log = logging.getLogger(__name__)
@@ -48,15 +47,14 @@ F32, F16 = TensorProto.FLOAT, TensorProto.FLOAT16
 
 
 class CheckedFramePipeline(nn.Module):
-    """``FastFramePipeline`` plus ``check`` = sum of the generator head (see the module docstring)."""
+    """``FramePipeline`` with its ``check`` output (see the module docstring)."""
 
-    def __init__(self, pipe: FastFramePipeline) -> None:
+    def __init__(self, pipe: FramePipeline) -> None:
         super().__init__()
         self.pipe = pipe
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out, att, head = self.pipe.run(frame, style, strength)
-        return out, att, head.flatten().sum(0, keepdim=True)  # ReduceSum straight to the [1] output: no FP16 tail
+        return self.pipe.run(frame, style, strength)
 
 
 def export_checked_onnx(g: Generator, path: Path, num_styles: int, sample_hw: tuple[int, int] = (64, 96)) -> None:
@@ -69,7 +67,7 @@ def export_checked_onnx(g: Generator, path: Path, num_styles: int, sample_hw: tu
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            CheckedFramePipeline(FastFramePipeline(g, fuse_norm_affine=False)), (frame, style, torch.ones(1)), str(path), dynamo=False, opset_version=OPSET,
+            CheckedFramePipeline(FramePipeline(g)), (frame, style, torch.ones(1)), str(path), dynamo=False, opset_version=OPSET,
             input_names=["frame", "style", "strength"], output_names=["output", "attention", CHECK_OUTPUT],
             dynamic_axes={"frame": dyn, "output": dyn, "attention": dyn},
         )

@@ -47,11 +47,20 @@ def tv_loss(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def attention_prior(a: torch.Tensor, target_mean: float) -> torch.Tensor:
-    """A style budget for the attention map [N,1,H,W]: its per-image mean is held near
-    ``target_mean`` (so it can be neither all-ones nor all-zeros, and must choose *where* the
-    style goes), plus total variation for smoothness."""
-    return 10.0 * (a.mean(dim=(1, 2, 3)) - target_mean).pow(2).mean() + tv_loss(a)
+def change_map(y: torch.Tensor, x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
+    """Where the output [N,3,H,W] differs from the photo [N,3,H,W] most: the channel-mean
+    |y − x|, Gaussian-blurred by ``sigma`` px and divided by each image's mean (clamped at 3×
+    it, then scaled to [0, 1]). [N,1,H,W], no gradient: the attention head's target."""
+    with torch.no_grad():
+        d = gaussian_blur((y - x).abs().mean(1, keepdim=True), sigma)
+        rel = d / d.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
+        return (rel / 3.0).clamp(0.0, 1.0)
+
+
+def attention_fit(a: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """MSE of the attention map [N,1,H,W] against ``change_map(y, x)``: the head learns to show
+    where the style changes the frame most. It does not gate the output."""
+    return F.mse_loss(a, change_map(y, x))
 
 
 def gaussian_radius(sigma: float) -> int:
@@ -128,19 +137,13 @@ def edge_loss(out: torch.Tensor, inp: torch.Tensor, sample_weights: torch.Tensor
     return _sample_mean((soft_edges(out) - target).abs().mean(dim=(1, 2, 3)), sample_weights)
 
 
-def prior_loss(out: torch.Tensor, target: torch.Tensor, sample_weights: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean |out − target| of [N,3,H,W] images: the output pulled towards a fixed rendering of
-    the photo (``training.cartoon``). ``sample_weights`` [N] as in ``edge_loss``."""
-    return _sample_mean((out - target).abs().mean(dim=(1, 2, 3)), sample_weights)
-
-
 def _sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None) -> torch.Tensor:
     """[N] per-sample losses → their mean, each times its weight when ``sample_weights`` [N] is given."""
     return per_sample.mean() if sample_weights is None else (per_sample * sample_weights).mean()
 
 
 def distill_loss(student: torch.Tensor, teacher: torch.Tensor, att_student: torch.Tensor, att_teacher: torch.Tensor) -> torch.Tensor:
-    """Match the teacher's blended output [N,3,H,W] and attention [N,1,H,W] (mean absolute error)."""
+    """Match the teacher's output [N,3,H,W] and attention [N,1,H,W] (mean absolute error)."""
     return (student - teacher).abs().mean() + (att_student - att_teacher).abs().mean()
 
 

@@ -1,26 +1,18 @@
 """The bundled model's training recipe as one command (``stylecast train --recipe``).
 
-A plain ``stylecast train`` is one stage with the loop's defaults: a model that flickers on
-video (docs/QUALITY.md, "Flicker"). The bundled model came out of a chain of stages, each
-starting from the one before (docs/QUALITY.md, "How it was trained";
-docs/model/train_default.sh runs it for the bundled styles):
+Two stages, one folder, both tiers exported (docs/MODEL.md):
 
-============  =====  ==================================================================
-stage         steps  what it adds
-============  =====  ==================================================================
-teacher       5000   a 32-channel generator: the strokes (light temporal loss)
-student       3000   a 16-channel generator distilled from it (temporal 20)
-video          800   resumed: anti-aliased body, smoothed head, blurred temporal loss 500
-edge           800   resumed: the photo's contours (edge loss 8, per-style overrides)
-alias_free     800   from its EMA weights: filtered ReLUs at ⅛ and ¼ resolution
-lanczos        800   from its EMA weights: the head upsampled with Lanczos-3
-lanczos2       800   the same again
-============  =====  ==================================================================
+=========  =====  ===========================================================================
+stage      steps  what it trains
+=========  =====  ===========================================================================
+quality     3500  the quality generator (GPU box): perceptual + adversarial losses, no temporal
+fast        3000  the fast generator (laptop CPU), distilled from quality, light temporal loss
+=========  =====  ===========================================================================
 
 ``recipe_stages`` is that table as data and ``run_recipe`` runs it for the user's own styles,
-photos and footage: the stage folders go under one recipe folder, a finished stage is never run
-again, and an interrupted one continues from its last checkpoint, so the same command picks
-up where it stopped. The last stage is exported to ``model.onnx`` there.
+photos and footage: each stage has its own folder, a finished stage is never run again, and an
+interrupted one continues from its last checkpoint, so the same command picks up where it
+stopped. Both stages are exported, to ``quality.onnx`` and ``fast.onnx`` in the folder.
 """
 
 from __future__ import annotations
@@ -58,27 +50,16 @@ class Stage:
     options: dict[str, Any]  # TrainConfig fields on top of the recipe's base
 
 
-_FT = {"width": 16, "blocks": 3, "antialias": True, "smooth_head": True, "head_blur_taps": 3, "w_temporal": 500.0,
-       "temporal_blur": 1.5, "temporal_margin": 16, "sample_every": 400, "ckpt_every": 100}
-_EDGE = {**_FT, "temporal_noise": 0.0, "w_edge": 8.0}
-_ALIAS_FREE = {**_EDGE, "alias_free": True, "alias_free_quarter": True}
+FAST_TEMPORAL = 20.0
+"""The fast stage's temporal weight: enough to keep its strokes from boiling under small
+camera moves, far below the 500 that made the first bundled models colour grades."""
 
 
 def recipe_stages(temporal: bool = True) -> list[Stage]:
-    """The bundled model's chain (docs/model/train_config*.json record what each stage ran).
-    With ``temporal`` False every stage after the teacher trains without the temporal loss: the
-    ablation of docs/QUALITY.md."""
-    def t(w: float) -> float:
-        return w if temporal else 0.0
-
+    """The chain. With ``temporal`` False the fast stage trains without the temporal loss."""
     return [
-        Stage("teacher", 5000, "new", {}),
-        Stage("student", 3000, "new", {"width": 16, "blocks": 3, "w_temporal": t(20.0), "sample_every": 1000}),
-        Stage("video", 800, "resume", {**_FT, "w_temporal": t(500.0)}),
-        Stage("edge", 800, "resume", {**_EDGE, "w_temporal": t(500.0)}),
-        Stage("alias_free", 800, "init", {**_ALIAS_FREE, "w_temporal": t(500.0)}),
-        Stage("lanczos", 800, "init", {**_ALIAS_FREE, "w_temporal": t(500.0), "head_lanczos": True}),
-        Stage("lanczos2", 800, "init", {**_ALIAS_FREE, "w_temporal": t(500.0), "head_lanczos": True}),
+        Stage("quality", 3500, "new", {"tier": "quality", "w_temporal": 0.0}),
+        Stage("fast", 3000, "new", {"tier": "fast", "w_temporal": FAST_TEMPORAL if temporal else 0.0, "sample_every": 500}),
     ]
 
 
@@ -102,13 +83,14 @@ def stage_configs(base: TrainConfig, folder: Path, stages: list[Stage], scale: f
     resumed run trains to ``steps``), and ``out`` its folder under ``folder``. ``resume``, ``init``
     and ``teacher`` are left for ``run_recipe`` to fill in once the previous stage exists; the
     configs are built here, before anything trains, so that a bad option fails in seconds, not
-    an hour in. With ``base.teacher`` the teacher stage is dropped and the student distils from it."""
+    an hour in. With ``base.teacher`` (a trained quality model) the quality stage is dropped and
+    the fast one distils from it."""
     if not 0 < scale <= 1:
         raise RecipeError(f"recipe scale must be > 0 and ≤ 1, got {scale}")
     out: list[tuple[Stage, TrainConfig]] = []
     total = 0
     for st in stages:
-        if st.name == "teacher" and base.teacher:
+        if st.name == "quality" and base.teacher:
             continue
         n = max(1, round(st.steps * scale))
         total = total + n if st.start == "resume" else n
@@ -145,7 +127,7 @@ def _checkpoint(st: Stage, stage_dir: Path) -> Path | None:
 def _started(st: Stage, cfg: TrainConfig, prev: Path | None, teacher: str | None) -> TrainConfig:
     """``cfg`` with where the stage starts from: its own checkpoint if it was interrupted, else
     ``prev`` (the previous stage's checkpoint, copied into its folder for a resumed stage);
-    the student also gets ``teacher``."""
+    the fast stage also gets ``teacher``."""
     stage_dir = Path(cfg.out)
     partial = _checkpoint(st, stage_dir)
     if st.start == "resume":
@@ -158,49 +140,47 @@ def _started(st: Stage, cfg: TrainConfig, prev: Path | None, teacher: str | None
         cfg = replace(cfg, resume=str(partial.parent))
     elif st.start == "init":
         cfg = replace(cfg, init=str(prev))
-    return replace(cfg, teacher=teacher) if st.name == "student" else cfg
+    return replace(cfg, teacher=teacher) if st.name == "fast" else cfg
 
 
 def describe(base: TrainConfig, plan: list[tuple[Stage, TrainConfig]]) -> list[dict[str, Any]]:
     """``plan`` as JSON-ready data for ``train --recipe --dry-run``: each stage, what it starts
-    from and its config, with the teacher the student will be given (the run fills it in)."""
+    from and its config, with the teacher the fast stage will be given (the run fills it in)."""
     starts = {"new": "a new run", "resume": "the previous stage's checkpoint, continued", "init": "the previous stage's EMA weights, a new run"}
     out = []
     for st, cfg in plan:
         config = json.loads(cfg.to_json())
-        if st.name == "student":
-            config["teacher"] = base.teacher or "the teacher stage's checkpoint"
+        if st.name == "fast":
+            config["teacher"] = base.teacher or "the quality stage's checkpoint"
         out.append({"stage": st.name, "starts_from": starts[st.start], "config": config})
     return out
 
 
 def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bool = True,
                train: Callable[[TrainConfig], Path] | None = None,
-               export: Callable[[Path, Path], Path] | None = None) -> Path:
+               export: Callable[[Path, Path], Path] | None = None) -> dict[str, Path]:
     """Run the chain for ``base``'s styles under ``folder`` (with ``base.teacher``, a trained
-    teacher of the same styles, from the student on) and export the last stage to
-    ``folder/model.onnx`` (with its sidecar, FP16 ONNX and generator weights); returns that path.
+    quality model of the same styles, only the fast stage) and export each tier to
+    ``folder/<tier>.onnx`` (with its sidecar, FP16 ONNX and generator weights); returns tier → path.
 
-    Per stage: ``folder/<stage>/`` holds its run (a numbered run directory, or for a resumed
-    stage the checkpoint itself) and ``.done`` once it finished; ``folder/times.tsv`` gets its
-    seconds. A stage with ``.done`` is skipped; one without it that has a checkpoint continues
-    from it. ``train`` and ``export`` default to ``training.train.train`` and
-    ``training.export.export_checkpoint`` (tests pass their own to watch the order).
+    Per stage: ``folder/<stage>/`` holds its numbered run directory and ``.done`` once it
+    finished; ``folder/times.tsv`` gets its seconds. A stage with ``.done`` is skipped; one
+    without it that has a checkpoint continues from it. ``train`` and ``export`` default to
+    ``training.train.train`` and ``training.export.export_checkpoint`` (tests pass their own).
 
     ``folder/recipe.json`` records the styles, scale and temporal setting the folder was started
-    with; a rerun that differs is a RecipeError, because a finished stage is not trained again and
-    the stages after it count their steps from its end (a scale raised from 0.1 to 1 would have
-    the stable-video stage train 3500 steps, not 800)."""
+    with; a rerun that differs is a RecipeError: a finished stage is not trained again."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        raise RecipeError("the recipe runs on one process; under torchrun, run its stages' commands (docs/model/train_default.sh)")
+        raise RecipeError("the recipe runs on one process; under torchrun, run its stages' commands (docs/MODEL.md)")
     if train is None:
         from training.train import train
     if export is None:
         from training.export import export_checkpoint as export
     plan = stage_configs(base, folder, recipe_stages(temporal), scale)
     _check_folder(folder, {"styles": list(base.styles), "scale": scale, "temporal": temporal})
-    prev: Path | None = None  # the previous stage's checkpoint
-    teacher_ckpt = base.teacher
+    ckpts: dict[str, Path] = {}
+    if base.teacher:
+        ckpts["quality"] = Path(base.teacher)
     for st, cfg in plan:
         stage_dir = Path(cfg.out)
         done = stage_dir / ".done"
@@ -208,16 +188,12 @@ def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bo
         if ckpt is not None:
             log.info("recipe: %s done, skipped", st.name)
         else:
-            cfg = _started(st, cfg, prev, teacher_ckpt)
+            cfg = _started(st, cfg, None, str(ckpts.get("quality", "")) or None)
             log.info("recipe: stage %s, %d steps → %s", st.name, cfg.steps, stage_dir)
             t0 = time.monotonic()
             ckpt = train(cfg)
             done.touch()
             with (folder / "times.tsv").open("a") as f:
                 f.write(f"{st.name}\t{time.monotonic() - t0:.0f} s\n")
-        if st.name == "teacher":
-            teacher_ckpt = str(ckpt)
-        prev = ckpt
-    assert prev is not None
-    return export(prev, folder / "model.onnx")
-
+        ckpts[st.name] = ckpt
+    return {tier: export(ckpt, folder / f"{tier}.onnx") for tier, ckpt in ckpts.items()}

@@ -25,12 +25,13 @@ from tqdm import tqdm
 
 from training import losses
 from training.backbone import build_backbone
-from training.cartoon import cartoon
 from training.config import TrainConfig
-from training.data import ContentSampler, StyleSet, load_styles, style_name
+from training.data import ContentSampler, StyleSet, load_styles
 from training.discriminator import MultiScaleD
 from training.distributed import World, device_for, finish, init_world, share_path, wrap
-from training.generator import Generator, GeneratorSpec, blend, init_weights
+from training.generator import Generator, init_weights
+from training.plots import plot_losses
+from training.preflight import preflight
 from training.video import PairBatch, VideoPairs, flow_warp
 from training.warp import centre_crop, random_affine, second_view, warp
 
@@ -47,6 +48,31 @@ class State:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     step: int = 0
+
+
+@dataclass
+class StepOut:
+    """One step's forward pass: crops x, output y and attention a of G, style index, backbone
+    features of y and x; the moved second view's output and the move (temporal loss on); the
+    teacher's output, attention and features (distillation)."""
+
+    x: torch.Tensor
+    y: torch.Tensor
+    a: torch.Tensor
+    idx: torch.Tensor
+    f_out: dict[str, torch.Tensor]
+    f_in: dict[str, torch.Tensor]
+    second: tuple[torch.Tensor, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] | None = None
+    teacher: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]] | None = None
+
+
+@dataclass(frozen=True)
+class Term:
+    """One named, weighted term of the generator's loss."""
+
+    name: str
+    weight: float
+    fn: Callable[[StepOut], torch.Tensor]
 
 
 def make_run_dir(out: Path, tag: str) -> Path:
@@ -97,18 +123,15 @@ class Trainer:
         self.styles = load_styles([Path(p) for p in cfg.styles], cfg.style_size, cfg.mask_background)
         names = [s.name for s in self.styles]
         self.w_edge, self.edge_rel = per_style_scale(cfg.edge_weights(names), self.device)
-        self.w_temporal, self.temporal_rel = per_style_scale(cfg.temporal_weights(names), self.device)
-        self.w_prior, self.prior_rel = per_style_scale(cfg.prior_weights(names), self.device)
-        # With a temporal margin, crops carry context for the moved second view (``second_view``).
-        self.margin = cfg.temporal_margin if self.w_temporal > 0 else 0
-        self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=cfg.content_max_side(), seed=cfg.seed + self.world.rank,
-                                      scale=(cfg.crop_scale_min, cfg.crop_scale_max))
+        # With the temporal loss on, crops carry context for the moved second view (``second_view``).
+        self.margin = cfg.crop // 10 if cfg.w_temporal > 0 else 0
+        self.content = ContentSampler(Path(cfg.content), cfg.crop + 2 * self.margin, max_side=cfg.content_max_side(), seed=cfg.seed + self.world.rank)
         self.video = VideoPairs([Path(v) for v in cfg.videos], cfg.crop, seed=cfg.seed + self.world.rank) if cfg.videos else None
         if self.video is not None:
             log.info("%d frame pairs from %d video(s); %.0f %% of steps train on them", len(self.video), len(cfg.videos), 100 * cfg.video_share)
         self.backbone = build_backbone(cfg.backbone).to(self.device)
         self.grams = style_grams(self.backbone, self.styles, self.backbone.style_layers, self.device)
-        g = Generator(generator_spec(cfg, len(self.styles))).to(self.device)
+        g = Generator(cfg.spec(len(self.styles))).to(self.device)
         d = MultiScaleD(len(self.styles)).to(self.device)
         self.state = State(
             g=g, g_ema=copy.deepcopy(g).requires_grad_(False), d=d,
@@ -121,16 +144,16 @@ class Trainer:
         self.use_amp = self.device.type == "cuda"
         self.teacher = self._load_teacher(cfg.teacher) if cfg.teacher else None
         self.fixed_x = centre_crop(self.content.batch(4), self.margin).to(self.device)  # the sample grid's rows
+        self.terms = self.loss_terms()
 
     def _init_generator(self, path: str) -> None:
         """Start G and its EMA from a trained generator's weights (a warm start, e.g. to fine-tune
-        the bundled model with other options); its styles must be this run's, in order, and its
-        layers this run's (options that add no parameters, such as ``alias_free``, may differ)."""
+        the bundled model); its styles must be this run's, in order, and its tier this run's."""
         src = self._load_same_styles(path, "--init")
         try:
             init_weights(self.state.g, src)
         except RuntimeError as e:  # a different width / blocks
-            raise ValueError(f"--init {path} does not fit this run's generator (width {self.cfg.width}, blocks {self.cfg.blocks}, half_res {self.cfg.half_res}, stroke_mlp {self.cfg.stroke_mlp}): {e}") from e
+            raise ValueError(f"--init {path} does not fit this run's generator (tier {self.cfg.tier}): {e}") from e
         init_weights(self.state.g_ema, src)
         log.info("generator initialised from %s", path)
 
@@ -181,8 +204,7 @@ class Trainer:
                 return moved, inside * pair.valid
             return pair.x1, by_flow
         cfg = self.cfg
-        k = cfg.temporal_motion
-        theta = random_affine(context.shape[0], k * 0.05 * cfg.crop / context.shape[-1], k * 2.0, k * 0.03).to(self.device)
+        theta = random_affine(context.shape[0], 0.05 * cfg.crop / context.shape[-1], 2.0, 0.03).to(self.device)
         xw, theta = second_view(context, theta, self.margin)
         xw = (xw + cfg.temporal_noise * torch.randn_like(xw)).clamp(0, 1)
         return xw, lambda y: warp(y, theta)
@@ -190,8 +212,7 @@ class Trainer:
     def d_step(self, x: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, real: torch.Tensor) -> float:
         st = self.state
         with torch.no_grad(), torch.autocast(self.device.type, enabled=self.use_amp):
-            g, a = st.g(x, w)
-            fake = blend(x, g, a, 1.0).float()
+            fake = st.g(x, w)[0].float()
         with torch.autocast(self.device.type, enabled=self.use_amp):
             # One forward for real and fake together: DDP expects one forward per backward.
             logits = self.d_train(torch.cat([real, fake]), torch.cat([idx, idx]))
@@ -202,88 +223,79 @@ class Trainer:
         st.opt_d.step()
         return float(loss.detach())
 
-    def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, pair: PairBatch | None = None) -> dict[str, float]:
-        """One generator update. With ``pair`` (frames from the user's videos; ``x`` is then
-        ``pair.x0``) the temporal loss compares G(frame t+1) with G(frame t) moved by the measured
-        flow; otherwise with a random affine move of the photo crop (``second_view``)."""
-        cfg, st, bb = self.cfg, self.state, self.backbone
-        n = x.shape[0]
-        if self.w_temporal > 0:  # the second view goes through G in the same forward
+    def forward_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, pair: PairBatch | None) -> StepOut:
+        """G on this step's crops (and, with the temporal loss on, on their moved second view in
+        the same forward), with the backbone features the perceptual terms read."""
+        n, bb = x.shape[0], self.backbone
+        second = None
+        if self.cfg.w_temporal > 0:
             xw, move = self.temporal_view(context, pair)
-            x_in, w_in = torch.cat([x, xw]), torch.cat([w, w])
+            y_all, a_all = self.g_train(torch.cat([x, xw]), torch.cat([w, w]))
+            y, a = y_all[:n], a_all[:n]
+            second = (y_all[n:], move)
         else:
-            x_in, w_in = x, w
+            y, a = self.g_train(x, w)
+        with torch.no_grad():
+            f_in = bb(x)
+        teacher = None
+        if self.teacher is not None:
+            with torch.no_grad():
+                ty, ta = self.teacher(x, w)
+                teacher = (ty, ta, bb(ty))
+        return StepOut(x=x, y=y, a=a, idx=idx, f_out=bb(y), f_in=f_in, second=second, teacher=teacher)
+
+    def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, pair: PairBatch | None = None) -> dict[str, float]:
+        """One generator update: the weighted sum of ``self.terms`` (``loss_terms``). With
+        ``pair`` (frames from the user's videos; ``x`` is then ``pair.x0``) the temporal term
+        compares G(frame t+1) with G(frame t) moved by the measured flow."""
+        st = self.state
         st.d.requires_grad_(False)  # D only scores here; its own step updates it
         with torch.autocast(self.device.type, enabled=self.use_amp):
-            g_all, a_all = self.g_train(x_in, w_in)
-            g, a = g_all[:n], a_all[:n]
-            y = blend(x, g, a, 1.0)
-            f_out = bb(y)
-            with torch.no_grad():
-                f_in = bb(x)
-            targets = {k: torch.stack([self.rng.choice(self.grams[i])[k] for i in idx.tolist()]) for k in bb.style_layers}
-            terms = {
-                "content": losses.content_loss(f_out, f_in, bb.content_layers),
-                "style": losses.style_loss(f_out, targets, bb.style_layers),
-                "adv": losses.g_hinge_loss(st.d(y, idx)),
-                "tv": losses.tv_loss(y),
-                "attention": losses.attention_prior(a, cfg.attention_mean),
-            }
-            if self.w_temporal > 0:
-                terms.update(self.temporal_terms(move, y, g, blend(xw, g_all[n:], a_all[n:], 1.0), g_all[n:], idx))
-            if self.w_edge > 0:
-                terms["edge"] = losses.edge_loss(y, x, None if self.edge_rel is None else self.edge_rel[idx])
-            if self.w_prior > 0:
-                terms["prior"] = self.prior_term(x, y, g, idx)
-            if self.teacher is not None:
-                with torch.no_grad():
-                    tg, ta = self.teacher(x, w)
-                    y_teacher = blend(x, tg, ta, 1.0)
-                terms["distill"] = losses.distill_loss(y, y_teacher, a, ta)
-        weights = {"content": cfg.w_content, "style": cfg.w_style, "adv": cfg.w_adv, "tv": cfg.w_tv,
-                   "attention": cfg.w_attention, "temporal": self.w_temporal, "temporal_branch": cfg.w_temporal_branch, "edge": self.w_edge, "distill": cfg.w_distill, "prior": self.w_prior}
-        total = sum((weights[k] * v.float() for k, v in terms.items()), torch.zeros((), device=self.device))
+            out = self.forward_step(x, context, idx, w, pair)
+            values = {t.name: t.fn(out) for t in self.terms}
+        total = sum((t.weight * values[t.name].float() for t in self.terms), torch.zeros((), device=self.device))
         st.opt_g.zero_grad(set_to_none=True)
         total.backward()
         st.opt_g.step()
         st.d.requires_grad_(True)
-        out = {k: float(v.detach()) for k, v in terms.items()}
-        out["total"], out["attention_mean"] = float(total.detach()), float(a.detach().mean())
-        return out
+        rec = {k: float(v.detach()) for k, v in values.items()}
+        rec["total"], rec["attention_mean"] = float(total.detach()), float(out.a.detach().mean())
+        return rec
 
-    def temporal_terms(self, move: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]], y: torch.Tensor, g: torch.Tensor,
-                       y2: torch.Tensor, g2: torch.Tensor, idx: torch.Tensor) -> dict[str, torch.Tensor]:
-        """The temporal loss (``losses.temporal_loss``): the blended output ``y`` of the first view
-        [N,3,c,c], moved by ``move`` (``temporal_view``), against ``y2``, the second view's;
-        ``idx`` [N] style indices for the per-style weights. With ``w_temporal_branch`` > 0 also
-        the style branch's own outputs ``g`` against ``g2`` ("temporal_branch", scaled per style
-        like the blend's term; y and g are moved together, in one warp). The blend
-        x + A·(g − x) passes only A of the branch's flicker, so on ``y`` alone the cheapest answer
-        is a smaller A wherever g flickers: fewer strokes, not steadier ones (docs/QUALITY.md,
-        "Where the flicker is")."""
-        cfg = self.cfg
-        rel = None if self.temporal_rel is None else self.temporal_rel[idx]
-        branch = cfg.w_temporal_branch > 0
-        moved, valid = move(torch.cat([y, g], dim=1) if branch else y)
-        out = {"temporal": losses.temporal_loss(y2, moved[:, :3], valid, cfg.temporal_blur, rel)}
-        if branch:
-            out["temporal_branch"] = losses.temporal_loss(g2, moved[:, 3:], valid, cfg.temporal_blur, rel)
-        return out
+    def style_targets(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Each sample's Gram targets [N, C, C] per style layer: one of its style's images, at random."""
+        return {k: torch.stack([self.rng.choice(self.grams[i])[k] for i in idx.tolist()]) for k in self.backbone.style_layers}
 
-    def prior_term(self, x: torch.Tensor, y: torch.Tensor, g: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        """The cartoon prior (``losses.prior_loss``) for photos ``x``, blended outputs ``y`` and
-        the style branch's own output ``g`` (all [N,3,c,c]) with style indices ``idx`` [N]: the
-        mean of y's and g's L1 to the rendering. g's term keeps the branch learning while the
-        attention is shut: on y alone the attention fell to ~0 within 100 steps, where y is the
-        photo and g gets no gradient (docs/QUALITY.md). The rendering is made only for the
-        samples whose style has a weight (~0.06 s per 160 px crop on two cores)."""
-        rel = torch.ones(len(idx), device=self.device) if self.prior_rel is None else self.prior_rel[idx]
-        on = rel > 0
-        target = y.detach().clone()
-        if bool(on.any()):
-            with torch.no_grad():
-                target[on] = cartoon(x[on].float()).to(target.dtype)
-        return 0.5 * (losses.prior_loss(y, target, rel) + losses.prior_loss(g, target, rel))
+    def loss_terms(self) -> list[Term]:
+        """The generator's objective as named, weighted terms; those weighted 0 are left out."""
+        cfg, bb = self.cfg, self.backbone
+        terms = [
+            Term("content", cfg.w_content, lambda o: losses.content_loss(o.f_out, o.f_in, bb.content_layers)),
+            Term("style", cfg.w_style, lambda o: losses.style_loss(o.f_out, self.style_targets(o.idx), bb.style_layers)),
+            Term("adv", cfg.w_adv, lambda o: losses.g_hinge_loss(self.state.d(o.y, o.idx))),
+            Term("tv", cfg.w_tv, lambda o: losses.tv_loss(o.y)),
+            Term("attention", cfg.w_attention, lambda o: losses.attention_fit(o.a, o.y, o.x)),
+            Term("temporal", cfg.w_temporal, self.temporal_term),
+            Term("edge", self.w_edge, lambda o: losses.edge_loss(o.y, o.x, None if self.edge_rel is None else self.edge_rel[o.idx])),
+        ]
+        if self.teacher is not None:
+            terms.append(Term("distill", cfg.w_distill, self.distill_term))
+        return [t for t in terms if t.weight > 0]
+
+    def temporal_term(self, o: StepOut) -> torch.Tensor:
+        """Compound regularisation (``losses.temporal_loss``): G of the moved view against the
+        first view's output moved the same way."""
+        assert o.second is not None  # the term exists only with w_temporal > 0
+        y2, move = o.second
+        moved, valid = move(o.y)
+        return losses.temporal_loss(y2, moved, valid, self.cfg.temporal_blur)
+
+    def distill_term(self, o: StepOut) -> torch.Tensor:
+        """L1 to the teacher's output and attention, plus the content loss against the teacher's
+        output at every style layer (its strokes, not only its colours)."""
+        assert o.teacher is not None
+        ty, ta, tf = o.teacher
+        return losses.distill_loss(o.y, ty, o.a, ta) + losses.content_loss(o.f_out, tf, self.backbone.style_layers)
 
     def ema_update(self) -> None:
         decay = min(self.cfg.ema_decay, (1 + self.state.step) / (10 + self.state.step))
@@ -318,7 +330,7 @@ class Trainer:
             for i in range(len(self.styles)):
                 w = F.one_hot(torch.full((self.fixed_x.shape[0],), i, device=self.device), len(self.styles)).float()
                 g, a = self.state.g_ema(self.fixed_x, w)
-                cols.append(blend(self.fixed_x, g, a, 1.0))
+                cols.append(g)
             grid = torch.cat([torch.cat(list(c), dim=1) for c in cols], dim=2)  # [3, 4·c, (1+S)·c]
         img = (grid.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255).round().astype(np.uint8)
         path = self.run_dir / "samples" / f"step_{self.state.step:06d}.png"
@@ -358,66 +370,9 @@ class Trainer:
         finally:
             bar.close()
             stats.close()
+            if main:
+                plot_losses(self.run_dir / "stats.jsonl", self.run_dir / "losses.png")
         return self.run_dir / "checkpoint.pt"
-
-
-def generator_spec(cfg: TrainConfig, num_styles: int) -> GeneratorSpec:
-    """The generator a run of ``cfg`` trains."""
-    return GeneratorSpec(num_styles=num_styles, width=cfg.width, blocks=cfg.blocks, antialias=cfg.antialias, in_blur_taps=cfg.in_blur_taps, alias_free=cfg.alias_free,
-                         alias_free_quarter=cfg.alias_free_quarter, smooth_body=cfg.smooth_body, half_res=cfg.half_res,
-                         stroke_mlp=cfg.stroke_mlp, smooth_head=cfg.smooth_head, head_blur_taps=cfg.head_blur_taps,
-                         head_lanczos=cfg.head_lanczos)
-
-
-class PreflightError(ValueError):
-    """A run's inputs are unusable (the CLI exits 2); found before its run directory is made or
-    a resumed run's config.json is rewritten."""
-
-
-def preflight(cfg: TrainConfig) -> None:
-    """Check what ``train`` would otherwise fail on only after making (or rewriting) the run
-    directory: the content folder and each style hold readable images, style names are unique,
-    the per-style tables name real styles, and a ``resume`` checkpoint, ``teacher`` or ``init``
-    has this run's styles (a resume also its generator: resuming with other styles relabelled
-    the trained weights). Raises PreflightError naming the input."""
-    from training.data import DataError, list_images
-    from training.export import ExportError, load_generator
-
-    try:
-        names = [style_name(Path(p)) for p in cfg.styles]
-        for per_style in (cfg.edge_weights, cfg.temporal_weights, cfg.prior_weights):  # no files read yet
-            per_style(names)
-        if len(set(names)) != len(names):
-            raise DataError(f"style names must be unique, got {names}")
-        for folder in [Path(cfg.content), *(Path(p) for p in cfg.styles)]:
-            for f in list_images(folder):
-                if cv2.imread(str(f), cv2.IMREAD_REDUCED_COLOR_8) is None:  # decodes at ⅛ size: a cheap check
-                    raise DataError(f"cannot read image {f}")
-        if cfg.resume:
-            p = Path(cfg.resume)
-            ck_path = p / "checkpoint.pt" if p.is_dir() else p
-            try:
-                ck = torch.load(ck_path, map_location="cpu", weights_only=False)
-                ck_styles, ck_spec = list(ck["styles"]), GeneratorSpec(**ck["spec"]).to_dict()  # options added since: their defaults
-                have = {k: tuple(v.shape) for k, v in ck["g"].items()}
-            except (OSError, EOFError, KeyError, TypeError, ValueError, RuntimeError) as e:
-                raise DataError(f"resume: cannot read checkpoint {ck_path}: {e}") from e
-            if ck_styles != names:
-                raise DataError(f"resume: {ck_path} trained styles {ck_styles}; this run names {names} (same names, same order)")
-            # Options that add no weights (antialias, smooth_head, alias_free…) may change on a
-            # resume: the recipe's fine-tunes do that. Options that change the layers may not.
-            spec = generator_spec(cfg, len(names))
-            if {k: tuple(v.shape) for k, v in Generator(spec).state_dict().items()} != have:
-                want = spec.to_dict()
-                differ = ", ".join(f"{k} ({ck_spec[k]!r}, here {want[k]!r})" for k in sorted(want) if want[k] != ck_spec[k])
-                raise DataError(f"resume: {ck_path}'s generator has other layers ({differ}); resume with its options, or start a new run with --init")
-        for role, path in (("teacher", cfg.teacher), ("--init", cfg.init)):
-            if path:
-                _, theirs, _ = load_generator(Path(path))
-                if theirs != names:
-                    raise DataError(f"{role} {path} has styles {theirs}; this run trains {names} (same names, same order)")
-    except (ValueError, ExportError) as e:  # ValueError: DataError, or a per-style table naming no style
-        raise PreflightError(str(e)) from e
 
 
 def train(cfg: TrainConfig) -> Path:
