@@ -23,9 +23,19 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
+BUNDLED_MODELS = {"fast": "default.onnx", "quality": "quality.onnx"}
+"""The bundled models' files in ``streamer/models``, by tier: the fast one (a laptop CPU's) is the
+default of every command; ``serve`` picks the quality one for a GPU backend (daemon.with_model)."""
+
+
+def bundled_model_path(tier: str) -> Path:
+    """The bundled model of ``tier`` (``BUNDLED_MODELS``) inside the ``streamer`` package."""
+    return Path(str(resources.files("streamer").joinpath("models", BUNDLED_MODELS[tier])))
+
+
 def default_model_path() -> Path:
-    """The bundled model shipped inside the ``streamer`` package."""
-    return Path(str(resources.files("streamer").joinpath("models/default.onnx")))
+    """The bundled fast model: what every command uses when no ``--model`` is named."""
+    return bundled_model_path("fast")
 
 
 @dataclass(frozen=True)

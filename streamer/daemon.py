@@ -6,13 +6,14 @@ import logging
 import threading
 from collections.abc import Callable
 from contextlib import ExitStack
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zmq
 
 import engines
-from streamer.config import ServeConfig, outside_profile, validate
+from streamer.config import ServeConfig, bundled_model_path, default_model_path, outside_profile, validate
 from streamer.pipeline import Pipeline
 from streamer.stats import Stats
 
@@ -38,7 +39,7 @@ def _auto_tensorrt(cfg: ServeConfig) -> tuple[bool, str]:
     if outside:
         return False, outside
     try:
-        with TensorRTEngine(engines.load_model_info(cfg.model_path), **tensorrt_options(cfg)) as eng:  # type: ignore[arg-type]
+        with TensorRTEngine(engines.load_model_info(with_model(cfg, "tensorrt").model_path), **tensorrt_options(cfg)) as eng:  # type: ignore[arg-type]
             trial_frame(eng, cfg.width, cfg.height)
             return True, f"{why}, engine {eng.spec.paths.plan}"
     except engines.EngineError as e:
@@ -79,6 +80,49 @@ def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:
     return cfg.backend, {"threads": cfg.threads}
 
 
+def ort_has_cuda() -> bool:
+    """ONNX Runtime is installed with its CUDA provider (the ``gpu`` extra's onnxruntime-gpu)."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        return False
+    return "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def pick_tier(backend: str) -> tuple[str, str]:
+    """The bundled model's tier for ``backend`` and why: quality where a GPU runs it (TensorRT,
+    or ONNX Runtime's CUDA provider), fast on a CPU."""
+    if backend == "tensorrt":
+        return "quality", "TensorRT runs it on the GPU"
+    if ort_has_cuda():
+        return "quality", "ONNX Runtime has its CUDA provider"
+    return "fast", "ONNX Runtime on the CPU"
+
+
+def with_model(cfg: ServeConfig, backend: str, quiet: bool = True) -> ServeConfig:
+    """``cfg`` with its model named: as given by ``--model``, else the bundled tier that fits
+    ``backend`` (``pick_tier``), logged with the reason unless ``quiet``."""
+    if cfg.model:
+        return cfg
+    tier, why = pick_tier(backend)
+    path = bundled_model_path(tier)
+    if not path.is_file():  # an install without the quality model's files
+        tier, why, path = "fast", f"{why}, but {path} is not installed", default_model_path()
+    if not quiet:
+        log.info("model: the bundled %s tier (%s): %s", tier, why, path)
+    return replace(cfg, model=str(path))
+
+
+def planned_backend(cfg: ServeConfig) -> str:
+    """The backend ``serve`` would try first, without opening it (``--dry-run``): ``auto`` is
+    TensorRT where its runtime, pycuda and a GPU are there (``engines.tensorrt.probe``)."""
+    if cfg.backend != "auto":
+        return cfg.backend
+    from engines.tensorrt import probe
+
+    return "tensorrt" if probe()[0] else "onnxruntime"
+
+
 def model_info(cfg: ServeConfig) -> engines.ModelInfo:
     """The model's sidecar, checked against ``cfg.style``; ModelError (exit 2) if either is wrong.
     What ``serve --dry-run`` checks beyond ``validate``, without starting anything."""
@@ -95,8 +139,9 @@ def build_pipeline(cfg: ServeConfig, stats: Stats | None = None, ctx: zmq.Contex
         from streamer.security import load_server_keys
 
         curve = load_server_keys(cfg.curve_server_key, cfg.curve_clients_dir)
-    info = model_info(cfg)
     name, options = resolve_backend(cfg)
+    cfg = with_model(cfg, name, quiet=False)
+    info = model_info(cfg)
     engines.backend_class(name)  # import now, so a missing runtime fails before threads start
 
     def factory() -> engines.BaseEngine:
@@ -126,7 +171,7 @@ def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Calla
         pipe = build_pipeline(cfg, ctx=ctx)
         with ExitStack() as stack:
             _start_extras(stack, pipe, reloader)
-            _serve(pipe, stop, on_ready, reloader)
+            _serve(pipe, cfg.model, stop, on_ready, reloader)
     finally:
         if cfg.curve:  # term() waits for every socket to be closed by its own thread; never close them from here
             term = threading.Thread(target=ctx.term, name="stylecast-zmq-term", daemon=True)
@@ -149,11 +194,13 @@ def _start_extras(stack: ExitStack, pipe: Pipeline, reloader: Reloader | None) -
         stack.enter_context(MetricsServer(pipe.cfg.metrics, pipe))
 
 
-def _serve(pipe: Pipeline, stop: threading.Event | None, on_ready: Callable[[Pipeline], None] | None, reloader: Reloader | None) -> None:
+def _serve(pipe: Pipeline, model: str, stop: threading.Event | None, on_ready: Callable[[Pipeline], None] | None, reloader: Reloader | None) -> None:
+    """``model``: the model as configured ("" for the bundled tier ``with_model`` chose), which a
+    reloaded config is compared with: the choice is not a change of the config."""
     from streamer.service import ServiceLoop
 
     cfg = pipe.cfg
-    service = threading.Thread(target=ServiceLoop(pipe, cfg, reloader).run, name="stylecast-service", daemon=True)
+    service = threading.Thread(target=ServiceLoop(pipe, replace(cfg, model=model), reloader).run, name="stylecast-service", daemon=True)
     service.start()
     log.info("serving %s → %s (control %s), styles %s", cfg.source, cfg.publish, cfg.control, list(pipe.styles))
     if stop is not None:

@@ -1,0 +1,67 @@
+"""``serve`` without ``--model`` picks the bundled tier that fits its backend: the quality model
+where a GPU runs it (TensorRT, ONNX Runtime's CUDA provider), the fast one on a CPU."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+import streamer.daemon
+from streamer.config import BUNDLED_MODELS, ServeConfig, bundled_model_path, default_model_path
+from streamer.daemon import pick_tier, with_model
+
+
+def test_the_bundled_tiers_files() -> None:
+    assert set(BUNDLED_MODELS) == {"quality", "fast"}
+    assert default_model_path() == bundled_model_path("fast") and default_model_path().name == "default.onnx"
+    assert bundled_model_path("quality").name == "quality.onnx" and bundled_model_path("quality").parent == default_model_path().parent
+    assert ServeConfig().model_path == default_model_path()  # every other command: the fast model
+
+
+@pytest.mark.parametrize(("backend", "cuda", "tier"), [
+    ("tensorrt", False, "quality"), ("tensorrt", True, "quality"),
+    ("onnxruntime", True, "quality"), ("onnxruntime", False, "fast"),
+])
+def test_pick_tier_by_backend(backend: str, cuda: bool, tier: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streamer.daemon, "ort_has_cuda", lambda: cuda)
+    got, why = pick_tier(backend)
+    assert got == tier and why
+
+
+def _bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiers: tuple[str, ...]) -> dict[str, Path]:
+    """Stand-in bundled model files for ``tiers`` (the checkout may not ship the quality one)."""
+    paths = {t: tmp_path / BUNDLED_MODELS[t] for t in BUNDLED_MODELS}
+    for t in tiers:
+        paths[t].write_bytes(b"onnx")
+    monkeypatch.setattr(streamer.daemon, "bundled_model_path", lambda t: paths[t])
+    monkeypatch.setattr(streamer.daemon, "default_model_path", lambda: paths["fast"])
+    return paths
+
+
+def test_with_model_names_the_tier_for_the_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    paths = _bundle(tmp_path, monkeypatch, ("quality", "fast"))
+    monkeypatch.setattr(streamer.daemon, "ort_has_cuda", lambda: False)
+    caplog.set_level(logging.INFO, "streamer.daemon")
+    assert with_model(ServeConfig(), "tensorrt").model_path == paths["quality"]
+    assert not caplog.records  # quiet by default
+    assert with_model(ServeConfig(), "onnxruntime", quiet=False).model_path == paths["fast"]
+    assert any("bundled fast tier" in r.message and "CPU" in r.message for r in caplog.records)
+    monkeypatch.setattr(streamer.daemon, "ort_has_cuda", lambda: True)
+    assert with_model(ServeConfig(), "onnxruntime").model_path == paths["quality"]
+
+
+def test_with_model_keeps_an_explicit_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _bundle(tmp_path, monkeypatch, ("quality", "fast"))
+    mine = ServeConfig(model=str(tmp_path / "mine.onnx"))
+    for backend in ("tensorrt", "onnxruntime"):
+        assert with_model(mine, backend) == mine
+
+
+def test_with_model_falls_back_to_the_fast_model_when_quality_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                               caplog: pytest.LogCaptureFixture) -> None:
+    paths = _bundle(tmp_path, monkeypatch, ("fast",))
+    caplog.set_level(logging.INFO, "streamer.daemon")
+    assert with_model(ServeConfig(), "tensorrt", quiet=False).model_path == paths["fast"]
+    assert any("bundled fast tier" in r.message and "not installed" in r.message for r in caplog.records)
