@@ -14,6 +14,8 @@ from engines.errors import ModelError
 
 MODEL_FORMAT = "stylecast-model"
 SUPPORTED_FORMAT_VERSIONS = (1,)
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+"""Image files OpenCV reads and writes here: one list for every command (``streamer.outputs``)."""
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,19 @@ class ModelInfo:
     @property
     def num_styles(self) -> int:
         return len(self.styles)
+
+    def style_images(self) -> dict[str, list[Path]]:
+        """Style name → the paintings it was trained on, from the training config the sidecar
+        records: those still on this machine (a style trained on a folder lists its images)."""
+        out: dict[str, list[Path]] = {}
+        config = self.raw.get("training_config")
+        for s in config.get("styles", []) if isinstance(config, dict) else []:
+            p = Path(str(s))
+            if p.is_file():
+                out[p.stem] = [p]
+            elif p.is_dir():
+                out[p.name] = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+        return out
 
 
 def sidecar_path(onnx_path: Path) -> Path:

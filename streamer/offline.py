@@ -9,7 +9,8 @@ import cv2
 import numpy as np
 
 from engines import BaseEngine
-from streamer.outputs import IMAGE_SUFFIXES, VIDEO_SUFFIXES, OutputError, atomic_output, check_output, write_image
+from engines.model import IMAGE_SUFFIXES
+from streamer.outputs import VIDEO_SUFFIXES, OutputError, atomic_output, check_output, write_image
 from streamer.sources import normalise_frame, read_past_bad_frames
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig, Stabiliser
 
