@@ -23,18 +23,20 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
-BUNDLED_MODELS = {"fast": "default.onnx", "quality": "quality.onnx"}
-"""The bundled models' files in ``streamer/models``, by tier: the fast one (a laptop CPU's) is the
-default of every command; ``serve`` picks the quality one for a GPU backend (daemon.with_model)."""
+BUNDLED_MODELS = {"quality": "quality.onnx"}
+"""The bundled models' files in ``streamer/models``, by tier. Only the quality tier ships for
+now: the fast tier's distillation did not yet keep the styles apart (docs/MODEL.md), so a CPU
+runs the quality model too (``daemon.with_model`` says so in the log)."""
 
 
 def bundled_model_path(tier: str) -> Path:
-    """The bundled model of ``tier`` (``BUNDLED_MODELS``) inside the ``streamer`` package."""
-    return Path(str(resources.files("streamer").joinpath("models", BUNDLED_MODELS[tier])))
+    """The bundled model of ``tier`` (``BUNDLED_MODELS``; the quality one for a tier not bundled)
+    inside the ``streamer`` package."""
+    return Path(str(resources.files("streamer").joinpath("models", BUNDLED_MODELS.get(tier, BUNDLED_MODELS["quality"]))))
 
 
 def default_model_path() -> Path:
-    """The bundled fast model: what every command uses when no ``--model`` is named."""
+    """The bundled model a CPU gets: what every command uses when no ``--model`` is named."""
     return bundled_model_path("fast")
 
 

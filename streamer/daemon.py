@@ -13,7 +13,7 @@ import numpy as np
 import zmq
 
 import engines
-from streamer.config import ServeConfig, bundled_model_path, default_model_path, outside_profile, validate
+from streamer.config import BUNDLED_MODELS, ServeConfig, bundled_model_path, outside_profile, validate
 from streamer.pipeline import Pipeline
 from streamer.stats import Stats
 
@@ -106,8 +106,9 @@ def with_model(cfg: ServeConfig, backend: str, quiet: bool = True) -> ServeConfi
         return cfg
     tier, why = pick_tier(backend)
     path = bundled_model_path(tier)
-    if not path.is_file():  # an install without the quality model's files
-        tier, why, path = "fast", f"{why}, but {path} is not installed", default_model_path()
+    if tier not in BUNDLED_MODELS:
+        why = f"{why}; the {tier} tier is not bundled yet, so the quality one (slower on a CPU: docs/BENCHMARKS.md)"
+        tier = "quality"
     if not quiet:
         log.info("model: the bundled %s tier (%s): %s", tier, why, path)
     return replace(cfg, model=str(path))

@@ -13,11 +13,12 @@ from streamer.config import BUNDLED_MODELS, ServeConfig, bundled_model_path, def
 from streamer.daemon import pick_tier, with_model
 
 
-def test_the_bundled_tiers_files() -> None:
-    assert set(BUNDLED_MODELS) == {"quality", "fast"}
-    assert default_model_path() == bundled_model_path("fast") and default_model_path().name == "default.onnx"
-    assert bundled_model_path("quality").name == "quality.onnx" and bundled_model_path("quality").parent == default_model_path().parent
-    assert ServeConfig().model_path == default_model_path()  # every other command: the fast model
+def test_the_bundled_files() -> None:
+    """Only the quality tier ships (docs/MODEL.md): a tier that is not bundled resolves to it."""
+    assert set(BUNDLED_MODELS) == {"quality"}
+    assert bundled_model_path("quality").name == "quality.onnx" and bundled_model_path("quality").is_file()
+    assert default_model_path() == bundled_model_path("fast") == bundled_model_path("quality")
+    assert ServeConfig().model_path == default_model_path()  # every other command
 
 
 @pytest.mark.parametrize(("backend", "cuda", "tier"), [
@@ -31,12 +32,12 @@ def test_pick_tier_by_backend(backend: str, cuda: bool, tier: str, monkeypatch: 
 
 
 def _bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tiers: tuple[str, ...]) -> dict[str, Path]:
-    """Stand-in bundled model files for ``tiers`` (the checkout may not ship the quality one)."""
-    paths = {t: tmp_path / BUNDLED_MODELS[t] for t in BUNDLED_MODELS}
-    for t in tiers:
-        paths[t].write_bytes(b"onnx")
-    monkeypatch.setattr(streamer.daemon, "bundled_model_path", lambda t: paths[t])
-    monkeypatch.setattr(streamer.daemon, "default_model_path", lambda: paths["fast"])
+    """Stand-in bundled model files for ``tiers``, as if those were what ships."""
+    paths = {t: tmp_path / f"{t}.onnx" for t in tiers}
+    for p in paths.values():
+        p.write_bytes(b"onnx")
+    monkeypatch.setattr(streamer.daemon, "BUNDLED_MODELS", {t: p.name for t, p in paths.items()})
+    monkeypatch.setattr(streamer.daemon, "bundled_model_path", lambda t: paths.get(t, paths["quality"]))
     return paths
 
 
@@ -59,9 +60,10 @@ def test_with_model_keeps_an_explicit_model(tmp_path: Path, monkeypatch: pytest.
         assert with_model(mine, backend) == mine
 
 
-def test_with_model_falls_back_to_the_fast_model_when_quality_is_not_installed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                               caplog: pytest.LogCaptureFixture) -> None:
-    paths = _bundle(tmp_path, monkeypatch, ("fast",))
+def test_a_cpu_gets_the_quality_model_while_no_fast_one_ships_and_is_told(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                          caplog: pytest.LogCaptureFixture) -> None:
+    paths = _bundle(tmp_path, monkeypatch, ("quality",))
+    monkeypatch.setattr(streamer.daemon, "ort_has_cuda", lambda: False)
     caplog.set_level(logging.INFO, "streamer.daemon")
-    assert with_model(ServeConfig(), "tensorrt", quiet=False).model_path == paths["fast"]
-    assert any("bundled fast tier" in r.message and "not installed" in r.message for r in caplog.records)
+    assert with_model(ServeConfig(), "onnxruntime", quiet=False).model_path == paths["quality"]
+    assert any("bundled quality tier" in r.message and "fast tier is not bundled" in r.message for r in caplog.records)

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 
 from engines.trt_manifest import ProfileError
 from streamer.bench import parse_sizes
-from streamer.config import bundled_model_path
+from streamer.config import BUNDLED_MODELS, bundled_model_path
 from streamer.contact_sheet import _cell
 from training.data import list_images
 from training.export import generator_weights_path, load_generator, to_u8_nhwc
@@ -150,7 +150,7 @@ def check_model(path: Path, photos: list[np.ndarray], sizes: list[tuple[int, int
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--model", action="append", help="generator weights (repeat); default: both bundled tiers")
+    ap.add_argument("--model", action="append", help="generator weights (repeat); default: every bundled tier")
     ap.add_argument("--content", default="../shared/data/content", help="photos for the numerics (falls back to the demo frame)")
     ap.add_argument("--device", default="cuda")
     ap.add_argument("--sizes", default="640x360,1280x720,1920x1080")
@@ -165,7 +165,7 @@ def main() -> int:
         raise SystemExit("--device cuda: no CUDA device (try --device cpu for a smoke test)")
     torch.backends.cudnn.benchmark = True
     sizes = sizes_arg(a.sizes)
-    models = [Path(m) for m in a.model] if a.model else [generator_weights_path(bundled_model_path(t)) for t in ("quality", "fast")]
+    models = [Path(m) for m in a.model] if a.model else [generator_weights_path(bundled_model_path(t)) for t in BUNDLED_MODELS]
     content = Path(a.content)
     photos = [cv2.imread(str(p)) for p in (list_images(content)[: a.photos] if content.is_dir() else [])]
     if not photos:
