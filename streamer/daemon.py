@@ -107,7 +107,7 @@ def with_model(cfg: ServeConfig, backend: str, quiet: bool = True) -> ServeConfi
     tier, why = pick_tier(backend)
     path = bundled_model_path(tier)
     if tier not in BUNDLED_MODELS:
-        why = f"{why}; the {tier} tier is not bundled yet, so the quality one (slower on a CPU: docs/BENCHMARKS.md)"
+        why = f"{why}; the {tier} tier is not bundled yet, so a CPU runs the quality one too, slower: docs/BENCHMARKS.md"
         tier = "quality"
     if not quiet:
         log.info("model: the bundled %s tier (%s): %s", tier, why, path)
