@@ -23,10 +23,10 @@ class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field."""
 
 
-BUNDLED_MODELS = {"quality": "quality.onnx"}
-"""The bundled models' files in ``streamer/models``, by tier. Only the quality tier ships for
-now: the fast tier's distillation did not yet keep the styles apart (docs/MODEL.md), so a CPU
-runs the quality model too (``daemon.with_model`` says so in the log)."""
+BUNDLED_MODELS = {"fast": "default.onnx", "quality": "quality.onnx"}
+"""The bundled models' files in ``streamer/models``, by tier: the fast one (a laptop CPU's) is the
+default of every command; ``serve`` picks the quality one for a GPU backend (``daemon.with_model``).
+A tier missing from this table resolves to the quality model."""
 
 
 def bundled_model_path(tier: str) -> Path:

@@ -70,7 +70,7 @@ def test_fp16_matches_fp32_on_a_photo_in_onnx_runtime(tiny_model: Path) -> None:
     assert check.dtype == np.float32 and check.shape == (1,) and np.isfinite(check[0])
 
 
-@pytest.fixture(params=["tiny_run", "quality_tier", "bundled_quality"])
+@pytest.fixture(params=["tiny_run", "quality_tier", "bundled_fast", "bundled_quality"])
 def trained_generator(request: pytest.FixtureRequest, tiny_run: Path):  # type: ignore[no-untyped-def]
     """(generator, style names): the tiny test run's (fast tier), a quality-tier generator with its
     weights moved off their init, and the bundled model's weights."""

@@ -45,7 +45,7 @@ def test_onnx_matches_pytorch_for_each_tier(tier: str, tmp_path: Path) -> None:
 def test_tier_spec_and_every_stage_shape(tier: str) -> None:
     spec = tier_spec(tier, 3)
     assert spec.tier == tier and spec.num_styles == 3 and {k: getattr(spec, k) for k in TIERS[tier]} == TIERS[tier]
-    assert spec.factor == {"quality": 2, "fast": 4}[tier]
+    assert spec.factor == 2 and spec.width == {"quality": 32, "fast": 16}[tier]
     g = scrambled_generator(tier, 3)
     f, c, n, h, w = spec.factor, spec.width, 2, 32, 48
     x, style = torch.rand(n, 3, h, w), torch.eye(3)[:n]

@@ -14,10 +14,10 @@ from streamer.daemon import pick_tier, with_model
 
 
 def test_the_bundled_files() -> None:
-    """Only the quality tier ships (docs/MODEL.md): a tier that is not bundled resolves to it."""
-    assert set(BUNDLED_MODELS) == {"quality"}
-    assert bundled_model_path("quality").name == "quality.onnx" and bundled_model_path("quality").is_file()
-    assert default_model_path() == bundled_model_path("fast") == bundled_model_path("quality")
+    """Both tiers ship; every command but serve on a GPU uses the fast one."""
+    assert BUNDLED_MODELS == {"fast": "default.onnx", "quality": "quality.onnx"}
+    assert all(bundled_model_path(t).is_file() for t in BUNDLED_MODELS)
+    assert default_model_path() == bundled_model_path("fast") != bundled_model_path("quality")
     assert ServeConfig().model_path == default_model_path()  # every other command
 
 

@@ -74,7 +74,7 @@ class GeneratorSpec:
 
 TIERS: dict[str, dict[str, int]] = {
     "quality": {"width": 32, "blocks": 5, "factor": 2},
-    "fast": {"width": 16, "blocks": 3, "factor": 4},
+    "fast": {"width": 16, "blocks": 3, "factor": 2},
 }
 """Each tier's architecture (``GeneratorSpec`` fields). Cost: ``stylecast`` docs/MODEL.md."""
 
