@@ -33,17 +33,22 @@ class ModelInfo:
         return len(self.styles)
 
     def style_images(self) -> dict[str, list[Path]]:
-        """Style name → the paintings it was trained on, from the training config the sidecar
-        records: those still on this machine (a style trained on a folder lists its images)."""
-        out: dict[str, list[Path]] = {}
-        config = self.raw.get("training_config")
-        for s in config.get("styles", []) if isinstance(config, dict) else []:
-            p = Path(str(s))
-            if p.is_file():
-                out[p.stem] = [p]
-            elif p.is_dir():
-                out[p.name] = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
-        return out
+        """``training_paintings`` of this model's sidecar."""
+        return training_paintings(self.raw)
+
+
+def training_paintings(sidecar: dict[str, Any]) -> dict[str, list[Path]]:
+    """Style name → the paintings it was trained on, from the training config ``sidecar`` records:
+    those still on this machine (a style trained on a folder lists its images)."""
+    out: dict[str, list[Path]] = {}
+    config = sidecar.get("training_config")
+    for s in config.get("styles", []) if isinstance(config, dict) else []:
+        p = Path(str(s))
+        if p.is_file():
+            out[p.stem] = [p]
+        elif p.is_dir():
+            out[p.name] = sorted(f for f in p.iterdir() if f.suffix.lower() in IMAGE_SUFFIXES)
+    return out
 
 
 def sidecar_path(onnx_path: Path) -> Path:

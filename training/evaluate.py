@@ -370,7 +370,7 @@ def reference_scores(m: dict[str, float | None], photos: int) -> dict[str, Any]:
 
 def style_references(sidecar: dict[str, Any]) -> dict[str, list[Path]]:
     """Style name → its reference images, from the training config recorded in the model's sidecar
-    (``engines.ModelInfo.style_images``: styles whose files are not here are left out)."""
-    from engines.model import ModelInfo
+    (``engines.model.training_paintings``: styles whose files are not here are left out)."""
+    from engines.model import training_paintings
 
-    return ModelInfo(Path(), (), 1, "", sidecar).style_images()
+    return training_paintings(sidecar)
