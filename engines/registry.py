@@ -16,6 +16,7 @@ from engines.model import load_model_info
 BACKENDS: dict[str, str] = {
     "onnxruntime": "engines.ort:OrtEngine",
     "tensorrt": "engines.tensorrt:TensorRTEngine",
+    "null": "engines.null:NullEngine",  # pass-through: measures the host side alone
 }
 
 

@@ -14,9 +14,9 @@ from typing import Any, Literal
 
 from streamer.stabilise import DEFAULT_HISTORY, MAX_HISTORY
 
-Backend = Literal["auto", "onnxruntime", "tensorrt"]
+Backend = Literal["auto", "onnxruntime", "tensorrt", "null"]
 Encoding = Literal["raw", "jpeg"]
-BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt")
+BACKENDS: tuple[str, ...] = ("auto", "onnxruntime", "tensorrt", "null")
 
 
 class ConfigError(ValueError):

@@ -274,14 +274,17 @@ class Pipeline:
         self.stats.set_status(stabilise_weight=round(stabiliser.last_weight, 3))  # 0: off, a cut, or no motion estimate
         graded = grade(output, state.grading)
         out = compose(state.mode, cap.frame, graded, attention)
-        overlay = attention_overlay(graded, attention, state.overlay_opacity) if self.cfg.publish_overlay and state.overlay_enabled else None
+        want_overlay = self.cfg.publish_overlay and state.overlay_enabled and pub.wants(wire.TOPIC_OVERLAY)
+        overlay = attention_overlay(graded, attention, state.overlay_opacity) if want_overlay else None  # no one subscribed: not drawn
         self._last_published = (cap.seq, out)  # one reference swap: read by snapshot requests
         t1 = time.perf_counter()
-        payload = pub.encode_image(out)
-        pub.send_frame(wire.TOPIC_STYLISED, out, cap.seq, cap.t_capture, state.style, state.strength, payload)
+        wanted = pub.wants(wire.TOPIC_STYLISED)
+        izmq_jpeg = izmq is not None and self.cfg.encoding == "jpeg"
+        payload = pub.encode_image(out) if wanted or izmq_jpeg else b""  # one encode for both endpoints
+        if wanted:
+            pub.send_frame(wire.TOPIC_STYLISED, out, cap.seq, cap.t_capture, state.style, state.strength, payload)
         if izmq is not None:
-            jpeg = bytes(payload) if self.cfg.encoding == "jpeg" else None
-            izmq.send(imagezmq_parts(out, describe(cap.seq, state.style), self.cfg.encoding, jpeg))
+            izmq.send(imagezmq_parts(out, describe(cap.seq, state.style), self.cfg.encoding, bytes(payload) if izmq_jpeg else None))
         if overlay is not None:
             pub.send_frame(wire.TOPIC_OVERLAY, overlay, cap.seq, cap.t_capture, state.style, state.strength)
         t2 = time.perf_counter()

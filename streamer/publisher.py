@@ -1,4 +1,9 @@
-"""The ZeroMQ PUB socket: one per daemon, created, used and closed on the publish thread."""
+"""The ZeroMQ publish socket: one per daemon, created, used and closed on the publish thread.
+
+It is an XPUB socket (to subscribers, a PUB: the wire is unchanged), so the daemon knows which
+topics anyone has subscribed to (``Subscriptions``) and skips rendering and sending a topic no
+one reads: the overlay, when every viewer takes the stylised frame only.
+"""
 
 from __future__ import annotations
 
@@ -25,10 +30,55 @@ class PublishError(RuntimeError):
 MAX_INBOUND_BYTES = 1024
 
 
-def bind_pub(ctx: zmq.Context[Any], endpoint: str, what: str, curve: ServerKeys | None = None) -> zmq.Socket[Any]:
-    """A bound PUB socket that never queues much (SNDHWM 4, no linger) and drops peers that send
-    more than a subscription; raises PublishError naming ``what`` if it cannot bind."""
-    sock: zmq.Socket[Any] = ctx.socket(zmq.PUB)
+MAX_PREFIXES = 256
+"""Distinct subscription prefixes tracked; past this many (a flood), every topic counts as wanted."""
+
+MAX_EVENTS_PER_POLL = 64
+"""Subscription events read per ``Subscriptions.poll``: a flood cannot stall the publish thread."""
+
+
+class Subscriptions:
+    """The topic prefixes subscribed to on an XPUB socket, from the events it delivers (without
+    XPUB_VERBOSE: one subscribe per distinct prefix, one unsubscribe when its last subscriber
+    leaves or disconnects). Bounded: past ``MAX_PREFIXES`` it stops tracking and wants every
+    topic, which is the PUB socket's own behaviour, so a flood costs speed, never frames."""
+
+    def __init__(self) -> None:
+        self.prefixes: set[bytes] = set()
+        self.overflow = False
+
+    def apply(self, event: bytes) -> None:
+        """One XPUB event: ``\x01`` + prefix subscribes, ``\x00`` + prefix unsubscribes; other bytes are ignored."""
+        if not event or event[0] not in (0, 1):
+            return
+        prefix = bytes(event[1:])
+        if event[0] == 0:
+            self.prefixes.discard(prefix)
+        elif len(self.prefixes) < MAX_PREFIXES or prefix in self.prefixes:
+            self.prefixes.add(prefix)
+        else:
+            self.overflow = True  # never reset: a peer that flooded once may hold any of them
+
+    def poll(self, sock: zmq.Socket[Any]) -> None:
+        """Read the events waiting on ``sock`` without blocking. More than MAX_EVENTS_PER_POLL
+        waiting is a flood, whose events ZeroMQ may drop past its queue: ``overflow``."""
+        for _ in range(MAX_EVENTS_PER_POLL):
+            try:
+                self.apply(sock.recv(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+        self.overflow = True
+
+    def wants(self, topic: str) -> bool:
+        """Whether a message of ``topic`` (``topic\x00…`` on the wire) reaches any subscriber."""
+        head = topic.encode() + b"\x00"
+        return self.overflow or any(head.startswith(p) or p.startswith(head) for p in self.prefixes)
+
+
+def bind_pub(ctx: zmq.Context[Any], endpoint: str, what: str, curve: ServerKeys | None = None, xpub: bool = False) -> zmq.Socket[Any]:
+    """A bound PUB (``xpub``: XPUB) socket that never queues much (SNDHWM 4, no linger) and drops
+    peers that send more than a subscription; raises PublishError naming ``what`` if it cannot bind."""
+    sock: zmq.Socket[Any] = ctx.socket(zmq.XPUB if xpub else zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, 4)
     sock.setsockopt(zmq.LINGER, 0)
     sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
@@ -52,10 +102,18 @@ class Publisher:
         self.encoding, self.jpeg_quality = encoding, jpeg_quality
         self._sock: zmq.Socket[Any] | None = None
         self.dropped = 0  # messages ZeroMQ refused because every queue was full
+        self.subscriptions = Subscriptions()
 
     def __enter__(self) -> Self:
-        self._sock = bind_pub(self.ctx, self.endpoint, "publisher", self.curve)
+        self._sock = bind_pub(self.ctx, self.endpoint, "publisher", self.curve, xpub=True)
+        self.subscriptions = Subscriptions()
         return self
+
+    def wants(self, topic: str) -> bool:
+        """Whether anyone has subscribed to ``topic``, after reading the subscription events waiting."""
+        assert self._sock is not None, "Publisher used outside 'with'"
+        self.subscriptions.poll(self._sock)
+        return self.subscriptions.wants(topic)
 
     @property
     def socket(self) -> zmq.Socket[Any]:

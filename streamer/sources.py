@@ -150,7 +150,9 @@ class DemoSource:
         cx = pw / 2 + (pw * scale - w) / (2 * scale) * 0.8 * math.sin(t * 0.25)
         cy = ph / 2 + (ph * scale - h) / (2 * scale) * 0.8 * math.cos(t * 0.3)
         m = np.array([[scale, 0, w / 2 - scale * cx], [0, scale, h / 2 - scale * cy]], dtype=np.float64)
-        frame = cv2.warpAffine(self._photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        # The view never leaves the photo (zoom ≥ 1.05 × cover, pan ≤ 0.8 of the margin), so the
+        # border mode only picks OpenCV's code path: replicate's is ~10× faster than reflect's.
+        frame = cv2.warpAffine(self._photo, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
         x = int(w / 2 + w * 0.35 * math.cos(t * 1.1))
         y = int(h / 2 + h * 0.3 * math.sin(t * 1.7))
         cv2.circle(frame, (x, y), max(6, h // 12), (40, 200, 255), -1, cv2.LINE_AA)

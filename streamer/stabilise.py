@@ -147,14 +147,15 @@ def is_still(m: F32, w: int, h: int) -> bool:
     return bool(np.abs(corners @ m.T - corners[:, :2]).max() < IDENTITY_TOLERANCE)
 
 
-def move(img: U8, m: F32 | None, interpolation: int = cv2.INTER_CUBIC) -> U8:
-    """``img`` [H,W] or [H,W,C] uint8 moved by the 2×3 motion ``m`` (bicubic by default, which
-    softens the history less than bilinear; borders replicated, the agreement map zeroes them);
-    None: itself."""
+def move(img: U8, m: F32 | None) -> U8:
+    """``img`` [H,W] or [H,W,C] uint8 moved by the 2×3 motion ``m`` (bilinear; borders
+    replicated, the agreement map zeroes them); None: itself. Bilinear, not bicubic: OpenCV's
+    bicubic warp has no vectorised path and took 30 ms of a 1920×1080 frame against 2.6 ms
+    (2 cores), for a history ~10 % softer (docs/BENCHMARKS.md, "The stabiliser")."""
     if m is None:
         return img
     h, w = img.shape[:2]
-    return cast(U8, cv2.warpAffine(img, m, (w, h), flags=interpolation, borderMode=cv2.BORDER_REPLICATE))
+    return cast(U8, cv2.warpAffine(img, m, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
 
 
 class Stabiliser:
@@ -212,11 +213,12 @@ class Stabiliser:
         h, w = output.shape[:2]
         full = to_full_resolution(m_small, s)
         m = None if is_still(full, w, h) else full
-        wgt = self.cfg.history * cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
-        self.last_weight = float(wgt.mean())
-        keep = 1.0 - wgt
+        agree *= np.float32(self.cfg.history)  # the history's weight, still at the motion estimate's size
+        self.last_weight = float(agree.mean())
+        wgt = cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
+        keep = cv2.subtract(1.0, wgt)
         return (cast(U8, cv2.blendLinear(output, clamp_to_neighbourhood(move(hist_out, m), output), keep, wgt)),
-                cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m, cv2.INTER_LINEAR), attention), keep, wgt)))
+                cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m), attention), keep, wgt)))
 
 
 def clamp_to_neighbourhood(old: U8, new: U8) -> U8:

@@ -66,8 +66,9 @@ def pack(topic: str, header: dict[str, Any], payload: bytes | memoryview = b"") 
 
 
 def join(parts: list[bytes | memoryview]) -> bytes:
-    """One contiguous message (one copy of the payload; ZeroMQ would copy it anyway for a single frame)."""
-    return b"".join(bytes(p) if isinstance(p, memoryview) else p for p in parts)
+    """One contiguous message: one copy of the payload (``bytes.join`` reads a memoryview in place;
+    ZeroMQ would copy a single frame anyway)."""
+    return b"".join(parts)
 
 
 def encode_frame(topic: str, h: FrameHeader, payload: bytes | memoryview) -> bytes:

@@ -39,22 +39,27 @@ def test_onnx_matches_pytorch_for_each_tier(tier: str, tmp_path: Path) -> None:
     g = scrambled_generator(tier, 3)
     export_onnx(g, tmp_path / f"{tier}.onnx", 3)
     onnx_matches(g, tmp_path / f"{tier}.onnx", 3, seed=4)
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(tmp_path / f"{tier}.onnx")).graph.node]
+    # zero padding lives in the convs (no Pad node, no layout reorders around one in ONNX Runtime)
+    assert ("Pad" in ops) == (g.spec.padding == "reflect") and ("DepthToSpace" in ops) == (g.spec.fine_scale == 2)
 
 
 @pytest.mark.parametrize("tier", sorted(TIERS))
 def test_tier_spec_and_every_stage_shape(tier: str) -> None:
     spec = tier_spec(tier, 3)
     assert spec.tier == tier and spec.num_styles == 3 and {k: getattr(spec, k) for k in TIERS[tier]} == TIERS[tier]
-    assert spec.factor == 2 and spec.width == {"quality": 32, "fast": 16}[tier]
+    assert spec.width == {"quality": 32, "fast": 16}[tier] and spec.fine_scale == {"quality": 1, "fast": 2}[tier]
     g = scrambled_generator(tier, 3)
-    f, c, n, h, w = spec.factor, spec.width, 2, 32, 48
+    f, r, c, n, h, w = 2, spec.fine_scale, spec.width, 2, 32, 48
     x, style = torch.rand(n, 3, h, w), torch.eye(3)[:n]
     with torch.no_grad():
         feats = g.features(x, style)
         s, a = g(x, style)
     body = (n, 2 * c, h // (2 * f), w // (2 * f))
     want = {"stem": (n, c, h // f, w // f), "down": body, **{f"res{i}": body for i in range(spec.blocks)}, "up": (n, c, h // f, w // f),
-            "attention_logit": (n, 1, h // f, w // f), "fine": (n, c // 2, 2 * h // f, 2 * w // f), "rgb_logits": (n, 3, h, w)}
+            "attention_logit": (n, 1, h // f, w // f), "fine": (n, c // 2, h // r, w // r), "rgb_logits": (n, 3, h, w)}
     assert [(k, tuple(v.shape)) for k, v in feats.items()] == list(want.items())  # data-flow order too
     assert s.shape == x.shape and a.shape == (n, 1, h, w)
     assert 0 < float(s.min()) and float(s.max()) < 1 and 0 < float(a.min()) and float(a.max()) < 1
@@ -64,8 +69,13 @@ def test_tier_spec_and_every_stage_shape(tier: str) -> None:
 def test_bad_tiers_factors_and_spec_fields_are_refused() -> None:
     with pytest.raises(ValueError, match="unknown tier 'medium'"):
         tier_spec("medium", 2)
-    with pytest.raises(ValueError, match="factor must be one of"):
-        GeneratorSpec(num_styles=1, factor=3)
+    with pytest.raises(ValueError, match="fine_scale must be one of"):
+        GeneratorSpec(num_styles=1, fine_scale=4)
+    with pytest.raises(ValueError, match="padding must be one of"):
+        GeneratorSpec(num_styles=1, padding="circular")
+    with pytest.raises(ValueError, match="stem stride 4"):  # the stride-4 design of an earlier session
+        GeneratorSpec.from_dict({"num_styles": 1, "factor": 4})
+    assert GeneratorSpec.from_dict({"num_styles": 1, "width": 32, "blocks": 5, "factor": 2, "tier": "quality"}) == tier_spec("quality", 1)
     with pytest.raises(ValueError, match="tier must be one of"):
         GeneratorSpec(num_styles=1, tier="medium")
     with pytest.raises(ValueError, match="width must be even"):

@@ -164,6 +164,33 @@ def test_bench_reports_every_figure(tiny_model: Path) -> None:
     assert r["frames"] > 1 and r["fps"] > 0 and r["latency_ms"]["p95"] >= r["latency_ms"]["p50"] > 0
 
 
+def test_the_null_backend_passes_the_frame_through(tiny_model: Path) -> None:
+    from engines.null import FLAT_ATTENTION
+
+    frame = np.random.default_rng(1).integers(0, 256, (36, 52, 3), dtype=np.uint8)  # not a multiple of 8
+    with engines.create_engine("null", tiny_model) as e:
+        res = e.infer(frame, np.array([0.0, 1.0], np.float32), 0.5)
+        np.testing.assert_array_equal(res.output, frame)
+        assert res.attention.shape == (36, 52) and (res.attention == FLAT_ATTENTION).all()
+        with pytest.raises(engines.InputError):  # checked like any backend's input
+            e.infer(frame.astype(np.float32), np.array([0.0, 1.0], np.float32), 0.5)  # type: ignore[arg-type]
+
+
+def test_bench_with_the_null_backend_measures_the_host_side(tiny_model: Path) -> None:
+    """``stylecast bench --backend null`` runs through the CLI and reports backend null."""
+    import json
+    import subprocess
+    import sys
+
+    out_json = tiny_model.parent / "null_bench.json"
+    out = subprocess.run([sys.executable, "-m", "streamer", "bench", "--backend", "null", "--model", str(tiny_model), "--width", "160", "--height", "96",
+                          "--seconds", "1", "--warmup", "0.3", "--json", str(out_json)], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out_json.read_text())
+    assert r["backend"] == "null" and r["frames"] > 1 and set(r["stage_ms"]) == {"capture", "infer", "render", "publish"}
+    assert "backend null" in out.stdout
+
+
 def test_compare_models_reports_each(tiny_model: Path) -> None:
     from streamer.bench import compare_models
 
@@ -250,3 +277,42 @@ def test_documented_counters_are_there_from_the_start(tiny_model: Path) -> None:
     counters = pipe.status()["counters"]
     assert {k: counters[k] for k in COUNTERS} == dict.fromkeys(COUNTERS, 0)
     assert "auth_failures" not in counters  # CURVE's, only with CURVE on
+
+
+def test_subscriptions_follow_subscribers_and_survive_a_flood() -> None:
+    """The publisher knows which topics anyone reads (XPUB events), so an unread overlay is not
+    drawn; a flood of prefixes turns tracking off rather than lose a topic someone wants."""
+    import zmq
+
+    from streamer import wire
+    from streamer.publisher import MAX_PREFIXES, Publisher, Subscriptions
+
+    ctx = zmq.Context()
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    try:
+        with Publisher(ctx, endpoint) as pub:
+            assert not pub.wants(wire.TOPIC_STYLISED) and not pub.wants(wire.TOPIC_OVERLAY)
+            sub = ctx.socket(zmq.SUB)
+            sub.connect(endpoint)
+            sub.setsockopt(zmq.SUBSCRIBE, wire.TOPIC_STYLISED.encode() + b"\x00")
+            deadline = time.monotonic() + 5
+            while not pub.wants(wire.TOPIC_STYLISED) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pub.wants(wire.TOPIC_STYLISED) and not pub.wants(wire.TOPIC_OVERLAY)
+            sub.setsockopt(zmq.SUBSCRIBE, b"frame.")  # a shorter prefix takes both frame topics
+            while not pub.wants(wire.TOPIC_OVERLAY) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert pub.wants(wire.TOPIC_OVERLAY) and not pub.wants(wire.TOPIC_STATS)
+            sub.close(0)  # a subscriber that leaves takes its subscriptions with it
+            while pub.wants(wire.TOPIC_OVERLAY) and time.monotonic() < deadline + 5:
+                time.sleep(0.02)
+            assert not pub.wants(wire.TOPIC_OVERLAY) and not pub.wants(wire.TOPIC_STYLISED)
+    finally:
+        ctx.term()
+    subs = Subscriptions()
+    for i in range(MAX_PREFIXES + 10):
+        subs.apply(b"\x01junk%d" % i)
+    assert len(subs.prefixes) == MAX_PREFIXES and subs.overflow and subs.wants(wire.TOPIC_OVERLAY)
+    subs.apply(b"")  # an empty or unknown event is ignored
+    subs.apply(b"\x07x")
+    assert len(subs.prefixes) == MAX_PREFIXES

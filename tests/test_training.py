@@ -174,7 +174,7 @@ def test_the_sidecar_names_the_tier(tiny_model: Path, tmp_path: Path) -> None:
     assert meta["tier"] == "fast" and meta["generator"] == tier_spec("fast", 2).to_dict()
     save_generator(scrambled_generator("quality", 2), ["a", "b"], tmp_path / "q.generator.pt")
     meta = json.loads(export_checkpoint(tmp_path / "q.generator.pt", tmp_path / "q.onnx").with_suffix(".json").read_text())
-    assert meta["tier"] == "quality" and meta["generator"]["factor"] == 2 and meta["styles"] == ["a", "b"]
+    assert meta["tier"] == "quality" and meta["generator"]["fine_scale"] == 1 and meta["styles"] == ["a", "b"]
 
 
 def test_loss_terms_leave_out_what_is_off(tiny_run: Path, tmp_path: Path) -> None:

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from engines.cache import sha256_file
-from training.generator import SIZE_MULTIPLE, Generator, GeneratorSpec, blend
+from training.generator import SIZE_MULTIPLE, STEM_STRIDE, Generator, GeneratorSpec, blend
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,7 @@ class FramePipeline(nn.Module):
         x = frame.float().permute(0, 3, 1, 2).flip(1) / 255.0
         feats = self.g.features(x, style)
         y = blend(x, torch.sigmoid(feats["rgb_logits"]), strength.reshape(1, 1, 1, 1))
-        a = torch.sigmoid(F.interpolate(feats["attention_logit"], scale_factor=float(self.g.spec.factor), mode="bilinear", align_corners=False))
+        a = torch.sigmoid(F.interpolate(feats["attention_logit"], scale_factor=float(STEM_STRIDE), mode="bilinear", align_corners=False))
         check = feats["rgb_logits"].flatten().sum(0, keepdim=True) + feats["attention_logit"].flatten().sum(0, keepdim=True)
         return to_u8_nhwc(y.flip(1)), to_u8_nhwc(a), check
 

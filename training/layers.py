@@ -49,13 +49,17 @@ def separable_blur(x: torch.Tensor, row: torch.Tensor, col: torch.Tensor) -> tor
 
 
 class ConvNormAct(nn.Module):
-    """Reflection-padded conv → conditional instance norm → ReLU (``act`` False: no ReLU).
-    ``pad`` defaults to ``k // 2``, which keeps the size at stride 1."""
+    """Padded conv → conditional instance norm → ReLU (``act`` False: no ReLU). ``pad`` defaults
+    to ``k // 2``, which keeps the size at stride 1; ``padding`` is ``reflect`` (its own layer,
+    a Pad node in ONNX) or ``zeros`` (the conv's own padding, no extra node)."""
 
-    def __init__(self, cin: int, cout: int, k: int, stride: int, num_styles: int, act: bool = True, pad: int | None = None) -> None:
+    def __init__(self, cin: int, cout: int, k: int, stride: int, num_styles: int, act: bool = True, pad: int | None = None,
+                 padding: str = "reflect") -> None:
         super().__init__()
-        self.pad = nn.ReflectionPad2d(k // 2 if pad is None else pad)
-        self.conv = nn.Conv2d(cin, cout, k, stride)
+        p = k // 2 if pad is None else pad
+        reflect = padding == "reflect"
+        self.pad = nn.ReflectionPad2d(p) if reflect else nn.Identity()
+        self.conv = nn.Conv2d(cin, cout, k, stride, padding=0 if reflect else p)
         self.norm = CondInstanceNorm(cout, num_styles)
         self.act = act
 
@@ -67,10 +71,10 @@ class ConvNormAct(nn.Module):
 class ResBlock(nn.Module):
     """Two 3×3 ConvNormAct units with an identity skip (fast_neural_style's residual block)."""
 
-    def __init__(self, channels: int, num_styles: int) -> None:
+    def __init__(self, channels: int, num_styles: int, padding: str = "reflect") -> None:
         super().__init__()
-        self.a = ConvNormAct(channels, channels, 3, 1, num_styles)
-        self.b = ConvNormAct(channels, channels, 3, 1, num_styles, act=False)
+        self.a = ConvNormAct(channels, channels, 3, 1, num_styles, padding=padding)
+        self.b = ConvNormAct(channels, channels, 3, 1, num_styles, act=False, padding=padding)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         return x + self.b(self.a(x, w), w)
