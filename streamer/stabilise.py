@@ -216,7 +216,7 @@ class Stabiliser:
         agree *= np.float32(self.cfg.history)  # the history's weight, still at the motion estimate's size
         self.last_weight = float(agree.mean())
         wgt = cv2.resize(agree, (w, h), interpolation=cv2.INTER_LINEAR)
-        keep = cv2.subtract(1.0, wgt)
+        keep = np.float32(1.0) - wgt
         return (cast(U8, cv2.blendLinear(output, clamp_to_neighbourhood(move(hist_out, m), output), keep, wgt)),
                 cast(U8, cv2.blendLinear(attention, clamp_to_neighbourhood(move(hist_att, m), attention), keep, wgt)))
 
