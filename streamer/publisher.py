@@ -26,8 +26,19 @@ class PublishError(RuntimeError):
     """The PUB socket could not bind or encode a frame."""
 
 
-# Subscribers only send subscriptions (a topic prefix); anything bigger drops the peer.
-MAX_INBOUND_BYTES = 1024
+MAX_INBOUND_BYTES = 64
+"""Largest message a subscriber may send; a longer one drops the peer. Subscribers only send
+the ZMTP handshake (READY with its metadata: 26 bytes for an XSUB, the relay) and
+subscriptions (a prefix of a topic and its NUL, ≤ 15 bytes, behind ZMTP 3.1's SUBSCRIBE command
+name). ZeroMQ keeps every distinct subscription a peer sends in a byte trie, so this cap is what
+bounds a flood of junk ones: 20,000 of 1,000 bytes took the daemon from ~120 MB to ~1 GB with a
+1 KiB cap (issue 32) and grow it by < 1 MB with this one; 20,000 distinct ones of 63 bytes, the
+most that pass, grew a bare socket's process by 54 MB here."""
+
+MAX_INBOUND_BYTES_CURVE = 1024
+"""With CURVE the cap must pass the handshake too (its INITIATE command with metadata was 276
+bytes here); only peers whose key is allowed get as far as subscribing, so the flood above
+needs an allowed key."""
 
 
 MAX_PREFIXES = 256
@@ -81,7 +92,7 @@ def bind_pub(ctx: zmq.Context[Any], endpoint: str, what: str, curve: ServerKeys 
     sock: zmq.Socket[Any] = ctx.socket(zmq.XPUB if xpub else zmq.PUB)
     sock.setsockopt(zmq.SNDHWM, 4)
     sock.setsockopt(zmq.LINGER, 0)
-    sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES)
+    sock.setsockopt(zmq.MAXMSGSIZE, MAX_INBOUND_BYTES if curve is None else MAX_INBOUND_BYTES_CURVE)
     try:
         if curve is not None:
             curve.apply(sock)
