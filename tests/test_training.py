@@ -411,7 +411,7 @@ def test_preflight_refuses_unusable_inputs_before_the_run_directory(tiny_run: Pa
         ({"styles": (str(tmp_path / "notimg.png"),)}, "cannot read image"),
         ({"styles": (str(root / "style_b.png"), str(root / "style_b.png"))}, "unique"),
         ({"styles": (str(other), str(root / "style_b.png")), "resume": str(run)}, "trained styles"),
-        ({"tier": "quality", "resume": str(run)}, r"other layers \(blocks \(3, here 5\), tier \('fast', here 'quality'\), width \(16, here 32\)\)"),
+        ({"tier": "quality", "resume": str(run)}, r"other layers \(blocks \(3, here 5\), fine_scale \(2, here 1\), padding \('zeros', here 'reflect'\), tier \('fast', here 'quality'\), width \(16, here 32\)\)"),
         ({"resume": str(old)}, "cannot read checkpoint .*does not know: alias_free"),
         ({"styles": (str(other), str(root / "style_b.png")), "teacher": str(tiny_run)}, "has styles"),
         ({"teacher": str(old / "checkpoint.pt")}, "cannot load generator"),

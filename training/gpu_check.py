@@ -41,7 +41,7 @@ from streamer.config import BUNDLED_MODELS, bundled_model_path
 from streamer.contact_sheet import _cell
 from training.data import list_images
 from training.export import generator_weights_path, load_generator, to_u8_nhwc
-from training.generator import Generator
+from training.generator import STEM_STRIDE, Generator
 
 
 def sizes_arg(text: str) -> list[tuple[int, int]]:
@@ -61,7 +61,7 @@ def frame_pipeline(g: Generator, frame: torch.Tensor, style: torch.Tensor, dtype
     [1,H,W,3], uint8 attention [1,H,W,1], the heads' logits flattened, in ``dtype``)."""
     x = frame.to(dtype).permute(0, 3, 1, 2).flip(1) / 255.0
     feats = g.features(x, style.to(dtype))
-    a = F.interpolate(feats["attention_logit"], scale_factor=float(g.spec.factor), mode="bilinear", align_corners=False)
+    a = F.interpolate(feats["attention_logit"], scale_factor=float(STEM_STRIDE), mode="bilinear", align_corners=False)
     heads = torch.cat([feats["rgb_logits"].flatten(), feats["attention_logit"].flatten()])
     return to_u8_nhwc(torch.sigmoid(feats["rgb_logits"]).flip(1)), to_u8_nhwc(torch.sigmoid(a)), heads
 
