@@ -9,10 +9,16 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from streamer.bench import free_tcp_port
+
+if TYPE_CHECKING:
+    from streamer.pipeline import Pipeline
 
 
 class NotifyListener:
@@ -106,3 +112,17 @@ def start_daemon(tmp: Path, *args: str, env: dict[str, str] | None = None, name:
 
 
 SMALL = ("--source", "demo", "--width", "128", "--height", "72", "--fps", "15")
+
+
+@contextmanager
+def running(pipe: Pipeline, first_frame_s: float = 60.0) -> Iterator[Pipeline]:
+    """``pipe`` run on a thread until the block ends, entered once its first frame is published;
+    stopped and joined on the way out, whatever the block raised."""
+    t = threading.Thread(target=pipe.run)
+    t.start()
+    try:
+        assert pipe.first_published.wait(first_frame_s), "no frame published"
+        yield pipe
+    finally:
+        pipe.stop()
+        t.join(30)

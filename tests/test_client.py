@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from streamer.bench import free_tcp_port
 from streamer.client import Subscriber, request
 from streamer.config import ServeConfig
 from streamer.daemon import build_pipeline
+from tests.service_tools import running
 
 
 def _frame_msg(seq: int, t_capture: float) -> bytes:
@@ -53,11 +53,7 @@ def test_gaps_lateness_and_invalid_are_counted() -> None:
 def test_state_is_published_on_change_not_only_on_the_timer(tiny_model: Path) -> None:
     cfg = replace(ServeConfig(model=str(tiny_model), width=96, height=64, fps=20, stats_interval=30.0),
                   publish=f"tcp://127.0.0.1:{free_tcp_port()}", control=f"tcp://127.0.0.1:{free_tcp_port()}")
-    pipe = build_pipeline(cfg)
-    t = threading.Thread(target=pipe.run)
-    t.start()
-    try:
-        assert pipe.first_published.wait(60)
+    with running(build_pipeline(cfg)):
         with Subscriber(cfg.publish, topics=[wire.TOPIC_STATE + "\x00"]) as sub:
             time.sleep(0.3)  # let the subscription reach the publisher
             t0 = time.monotonic()
@@ -65,6 +61,3 @@ def test_state_is_published_on_change_not_only_on_the_timer(tiny_model: Path) ->
             msg = sub.recv(5.0)
             assert msg is not None and msg.header["state"]["style"]["style_b"] == 1.0
             assert time.monotonic() - t0 < 5.0  # the timer would have taken 30 s
-    finally:
-        pipe.stop()
-        t.join(30)

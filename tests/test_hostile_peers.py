@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,6 +14,7 @@ from streamer.bench import free_tcp_port
 from streamer.client import Subscriber
 from streamer.config import ServeConfig
 from streamer.daemon import build_pipeline
+from tests.service_tools import running
 
 FLOOD = """
 import os, sys, time, zmq
@@ -39,11 +39,7 @@ def test_a_subscription_flood_neither_grows_memory_nor_stalls_the_stream(tiny_mo
     ~120 MB to ~1 GB and stalled every other subscriber ~12 s."""
     cfg = replace(ServeConfig(model=str(tiny_model), width=96, height=64, fps=30), publish=f"tcp://127.0.0.1:{free_tcp_port()}",
                   control=f"tcp://127.0.0.1:{free_tcp_port()}")
-    pipe = build_pipeline(cfg)
-    t = threading.Thread(target=pipe.run)
-    t.start()
-    try:
-        assert pipe.first_published.wait(60)
+    with running(build_pipeline(cfg)):
         with Subscriber(cfg.publish, topics=[wire.TOPIC_STYLISED + "\x00"]) as sub:
             assert sub.recv(10.0) is not None
             before, arrivals = rss_mb(), []
@@ -60,6 +56,3 @@ def test_a_subscription_flood_neither_grows_memory_nor_stalls_the_stream(tiny_mo
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
         assert peak - before < 64, f"RSS grew {peak - before:.0f} MB during the flood"
         assert len(arrivals) > 20 and max(gaps) < 1.5, f"longest gap {max(gaps):.2f} s over {len(arrivals)} frames"
-    finally:
-        pipe.stop()
-        t.join(30)
