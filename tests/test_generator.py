@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 
 from tests.conftest import scrambled_generator
 from training.export import FramePipeline, export_onnx
-from training.generator import TIERS, Generator, GeneratorSpec, blend, count_params, init_weights, tier_spec
+from training.generator import TIERS, Generator, GeneratorSpec, blend, change_map, count_params, init_weights, tier_spec
 
 
 def onnx_matches(g: Generator, path: Path, num_styles: int, seed: int) -> None:
@@ -59,11 +59,12 @@ def test_tier_spec_and_every_stage_shape(tier: str) -> None:
         s, a = g(x, style)
     body = (n, 2 * c, h // (2 * f), w // (2 * f))
     want = {"stem": (n, c, h // f, w // f), "down": body, **{f"res{i}": body for i in range(spec.blocks)}, "up": (n, c, h // f, w // f),
-            "attention_logit": (n, 1, h // f, w // f), "fine": (n, c // 2, h // r, w // r), "rgb_logits": (n, 3, h, w)}
+            "fine": (n, c // 2, h // r, w // r), "rgb_logits": (n, 3, h, w)}
     assert [(k, tuple(v.shape)) for k, v in feats.items()] == list(want.items())  # data-flow order too
     assert s.shape == x.shape and a.shape == (n, 1, h, w)
-    assert 0 < float(s.min()) and float(s.max()) < 1 and 0 < float(a.min()) and float(a.max()) < 1
+    assert 0 < float(s.min()) and float(s.max()) < 1 and 0 <= float(a.min()) and float(a.max()) <= 1
     torch.testing.assert_close(s, torch.sigmoid(feats["rgb_logits"]))
+    torch.testing.assert_close(a, change_map(s, x))
 
 
 def test_bad_tiers_factors_and_spec_fields_are_refused() -> None:
@@ -106,27 +107,49 @@ def test_blend_is_the_strength_control() -> None:
 
 def test_the_output_is_repainted_and_the_attention_does_not_gate_it() -> None:
     """The old generator returned x + A·(G(x) − x): attention 0 gave the photo back. Now the
-    attention head only describes the output: forced shut or wide open, the output is the same,
-    and it is not the photo."""
+    output is decoded from features and the attention map is computed from it afterwards; the
+    exported pipeline's strength blends toward the frame, and the map follows the painting, not
+    the strength."""
     g = scrambled_generator("fast", 2)
     x, w = torch.rand(2, 3, 32, 48), torch.tensor([[1.0, 0.0], [0.3, 0.7]])
     with torch.no_grad():
         y, _ = g(x, w)
-        outs = {}
-        for name, bias in (("shut", -30.0), ("open", 30.0)):
-            g.attention.bias.fill_(bias)
-            outs[name] = g(x, w)
-        assert float(outs["shut"][1].max()) < 1e-6 and float(outs["open"][1].min()) > 1 - 1e-6
-        assert torch.equal(outs["shut"][0], y) and torch.equal(outs["open"][0], y)
         assert float((y - x).abs().mean()) > 0.1  # not the photo passed through
-        # the exported pipeline: strength 1 with the attention shut is still the painting, 0 the frame
-        g.attention.bias.fill_(-30.0)
         frame = torch.from_numpy(np.random.default_rng(0).integers(0, 256, (1, 32, 48, 3), dtype=np.uint8))
         pipe = FramePipeline(g)
-        at_one, att = pipe(frame, w[:1], torch.ones(1))
-        at_zero, _ = pipe(frame, w[:1], torch.zeros(1))
-    assert int(att.max()) == 0 and float((at_one.float() - frame.float()).abs().mean()) > 20
+        at_one, att_one = pipe(frame, w[:1], torch.ones(1))
+        at_half, att_half = pipe(frame, w[:1], torch.full((1,), 0.5))
+        at_zero, att_zero = pipe(frame, w[:1], torch.zeros(1))
+    assert float((at_one.float() - frame.float()).abs().mean()) > 20
     assert torch.equal(at_zero, frame)
+    mid = (at_one.float() + frame.float()) / 2
+    assert float((at_half.float() - mid).abs().max()) <= 1.0  # strength 0.5: half way, ±1 grey level of rounding
+    assert torch.equal(att_one, att_half) and torch.equal(att_one, att_zero) and int(att_one.max()) > 60
+
+
+def test_the_attention_map_is_where_the_painting_changes_the_photo() -> None:
+    x = torch.rand(2, 3, 32, 32) * 0.2 + 0.4
+    y = x.clone()
+    y[..., 8:16, 8:16] += 0.4  # the style repainted one patch
+    a = change_map(y, x)
+    assert a.shape == (2, 1, 32, 32) and float(a.min()) >= 0 and float(a.max()) <= 1
+    assert float(a[..., 10:14, 10:14].min()) == 1.0 and float(a[..., 20:, 20:].max()) == 0.0
+    assert float(change_map(x, x).abs().max()) == 0.0  # nothing changed: nowhere
+    # the border is averaged over the pixels inside the frame, not darkened by zero padding
+    y2 = x + 0.2
+    torch.testing.assert_close(change_map(y2, x), torch.full((2, 1, 32, 32), 1 / 3))
+
+
+def test_models_with_the_old_learned_attention_head_still_load() -> None:
+    g = scrambled_generator("fast", 2)
+    legacy = {**g.state_dict(), "attention.weight": torch.zeros(1, g.spec.width, 1, 1), "attention.bias": torch.zeros(1)}
+    g2 = Generator(g.spec)
+    g2.load_state_dict(legacy)
+    x, w = torch.rand(1, 3, 16, 16), torch.eye(2)[:1]
+    with torch.no_grad():
+        torch.testing.assert_close(g2(x, w)[0], g(x, w)[0])
+    with pytest.raises(RuntimeError, match="Unexpected"):
+        g2.load_state_dict({**legacy, "stray.weight": torch.zeros(1)})
 
 
 def test_style_mix_interpolates_cin_parameters() -> None:

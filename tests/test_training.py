@@ -32,7 +32,7 @@ def test_run_directory_contents(tiny_run: Path) -> None:
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["steps"] == 4 and cfg["backbone"] == "fake" and cfg["tier"] == "fast"
     lines = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
-    assert lines[-1]["step"] == 4 and {"content", "style", "adv", "tv", "attention", "total", "attention_mean", "d"} <= set(lines[-1])
+    assert lines[-1]["step"] == 4 and {"content", "style", "adv", "tv", "total", "d"} <= set(lines[-1])
     assert "temporal" not in lines[-1] and "distill" not in lines[-1]  # w_temporal is 0 by default; no teacher
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_000002.png", "step_000004.png"]
     ck = torch.load(tiny_run, weights_only=False)
@@ -79,24 +79,6 @@ def test_losses() -> None:
     real, fake = [torch.full((1, 1, 2, 2), 2.0)], [torch.full((1, 1, 2, 2), -2.0)]
     assert float(losses.d_hinge_loss(real, fake)) == 0.0
     assert float(losses.g_hinge_loss(fake)) == 2.0
-
-
-def test_attention_fit_targets_where_the_output_changes_the_photo() -> None:
-    x = torch.rand(2, 3, 32, 32) * 0.2 + 0.4
-    y = x.clone()
-    y[..., 8:16, 8:16] += 0.4  # the style repainted one patch
-    target = losses.change_map(y, x)
-    assert target.shape == (2, 1, 32, 32) and float(target.min()) >= 0 and float(target.max()) <= 1
-    assert float(target[..., 10:14, 10:14].min()) > 0.9 and float(target[..., 24:, 24:].max()) < 0.01
-    assert float(losses.change_map(x, x).abs().max()) == 0.0  # nothing changed: nowhere
-    assert float(losses.attention_fit(target, y, x)) == 0.0  # a map equal to the target
-    a = torch.full((2, 1, 32, 32), 0.5, requires_grad=True)
-    y.requires_grad_(True)
-    loss = losses.attention_fit(a, y, x)
-    assert float(loss.detach()) > 0.01
-    loss.backward()
-    assert a.grad is not None and float(a.grad.abs().sum()) > 0
-    assert y.grad is None  # the target pulls the head towards the output, never the output towards the head
 
 
 def test_temporal_loss_zero_for_an_equivariant_generator() -> None:
@@ -189,19 +171,19 @@ def test_loss_terms_leave_out_what_is_off(tiny_run: Path, tmp_path: Path) -> Non
     def names(**change: object) -> list[str]:
         return [t.name for t in trainer(**change).loss_terms()]
 
-    assert names() == ["content", "style", "adv", "tv", "attention"]
-    assert names(w_tv=0.0, w_adv=0.0, w_attention=0.0) == ["content", "style"]
-    assert names(w_temporal=5.0) == ["content", "style", "adv", "tv", "attention", "temporal"]
-    assert names(edge_style_weights={"style_b": 3.0}) == ["content", "style", "adv", "tv", "attention", "edge"]  # w_edge 0, one style's own
-    assert names(teacher=str(teacher)) == ["content", "style", "adv", "tv", "attention", "distill"]
-    assert names(teacher=str(teacher), w_distill=0.0) == ["content", "style", "adv", "tv", "attention"]
+    assert names() == ["content", "style", "adv", "tv"]
+    assert names(w_tv=0.0, w_adv=0.0) == ["content", "style"]
+    assert names(w_temporal=5.0) == ["content", "style", "adv", "tv", "temporal"]
+    assert names(edge_style_weights={"style_b": 3.0}) == ["content", "style", "adv", "tv", "edge"]  # w_edge 0, one style's own
+    assert names(teacher=str(teacher)) == ["content", "style", "adv", "tv", "distill"]
+    assert names(teacher=str(teacher), w_distill=0.0) == ["content", "style", "adv", "tv"]
     tr = trainer(w_temporal=5.0, w_style=7.0, teacher=str(teacher))
     assert {t.name: t.weight for t in tr.terms} == {"content": tr.cfg.w_content, "style": 7.0, "adv": tr.cfg.w_adv, "tv": tr.cfg.w_tv,
-                                                    "attention": tr.cfg.w_attention, "temporal": 5.0, "distill": tr.cfg.w_distill}
+                                                    "temporal": 5.0, "distill": tr.cfg.w_distill}
     # one step logs each term, and only those
     x, context, idx, w, _ = tr.sample_batch()
     rec = tr.g_step(x, context, idx, w)
-    assert set(rec) == {t.name for t in tr.terms} | {"total", "attention_mean"}
+    assert set(rec) == {t.name for t in tr.terms} | {"total"}
     assert all(np.isfinite(v) for v in rec.values()) and rec["temporal"] > 0 and rec["distill"] > 0
     assert rec["total"] == pytest.approx(sum(t.weight * rec[t.name] for t in tr.terms), rel=1e-4)
 

@@ -25,7 +25,7 @@ MODELS = [p for tier in sorted(BUNDLED_MODELS) for p in (bundled_model_path(tier
 
 # The subset of TensorRT 10's supported ONNX ops that an image-to-image exporter can emit.
 TRT10_OPS = frozenset({
-    "Add", "AveragePool", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
+    "Abs", "Add", "AveragePool", "Cast", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv", "ConvTranspose",
     "DepthToSpace", "Div", "Exp", "Gather", "Identity", "InstanceNormalization", "Log", "MatMul",
     "Max", "Min", "Mul", "Neg", "Pad", "ReduceMean", "ReduceSum", "Relu", "Reshape", "Resize",
     "Round", "Shape", "Sigmoid", "Slice", "SpaceToDepth", "Split", "Sqrt", "Squeeze", "Sub",

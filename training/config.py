@@ -17,6 +17,11 @@ def _per_style(table: str, overrides: dict[str, float], default: float, style_na
     return [overrides.get(n, default) for n in style_names]
 
 
+REMOVED_FIELDS = frozenset({"w_attention"})
+"""Fields older runs' config.json may hold that no longer mean anything (the attention map is now
+computed, not learned: ``generator.change_map``); reading such a file ignores them."""
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     content: str  # folder of photos
@@ -34,7 +39,6 @@ class TrainConfig:
     w_style: float = 60.0
     w_adv: float = 0.1
     w_tv: float = 0.2
-    w_attention: float = 1.0  # the attention head's fit to where the output differs from the photo (losses.attention_fit)
     w_temporal: float = 0.0  # compound regularisation: G(move(x)) against move(G(x)) (losses.temporal_loss); 0 = off
     temporal_blur: float = 1.5  # σ (px) of the Gaussian the temporal difference is blurred with; 0 = none
     temporal_noise: float = 0.02  # std of the noise added to the moved second view (0–1 scale)
@@ -51,7 +55,7 @@ class TrainConfig:
     resume: str | None = None
     init: str | None = None  # generator weights to start from (checkpoint or MODEL.generator.pt); D, optimisers, step start fresh
     teacher: str | None = None  # checkpoint of a (larger) generator to distil into this one
-    w_distill: float = 10.0  # L1 to the teacher's output and attention, plus its features' content loss
+    w_distill: float = 10.0  # L1 to the teacher's output, plus its features' content loss
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -67,7 +71,7 @@ class TrainConfig:
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("w_content", "w_style", "w_adv", "w_tv", "w_attention", "w_temporal", "temporal_blur", "temporal_noise", "w_edge", "w_distill"):
+        for name in ("w_content", "w_style", "w_adv", "w_tv", "w_temporal", "temporal_blur", "temporal_noise", "w_edge", "w_distill"):
             if not getattr(self, name) >= 0:  # NaN fails too
                 raise ValueError(f"{name} must be ≥ 0, got {getattr(self, name)}")
         for style, weight in self.edge_style_weights.items():
@@ -101,7 +105,7 @@ class TrainConfig:
 
     @staticmethod
     def from_json(path: Path) -> TrainConfig:
-        raw = json.loads(path.read_text())
+        raw = {k: v for k, v in json.loads(path.read_text()).items() if k not in REMOVED_FIELDS}
         raw["styles"] = tuple(raw["styles"])
         raw["videos"] = tuple(raw.get("videos", ()))
         return TrainConfig(**raw)

@@ -5,7 +5,7 @@ Graph contract (what ``engines`` relies on; the sidecar repeats it):
              style    float32 [1, S]        style weights (one-hot, or a mix)
              strength float32 [1]           0 = input unchanged, 1 = full style
     outputs  output    uint8  [1, H, W, 3]  BGR stylised frame
-             attention uint8  [1, H, W, 1]  where the style is applied, 0–255
+             attention uint8  [1, H, W, 1]  where the style changes the frame most, 0–255 (generator.change_map)
 """
 
 from __future__ import annotations
@@ -21,11 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from engines.cache import sha256_file
-from training.generator import SIZE_MULTIPLE, STEM_STRIDE, Generator, GeneratorSpec, blend
+from training.generator import SIZE_MULTIPLE, Generator, GeneratorSpec, blend, change_map
 
 log = logging.getLogger(__name__)
 
@@ -58,11 +57,11 @@ class FramePipeline(nn.Module):
         # BGR NHWC uint8 → RGB NCHW [0,1]; cast first, since TensorRT's only layer that reads a
         # uint8 tensor is a Cast (see ``to_u8_nhwc``)
         x = frame.float().permute(0, 3, 1, 2).flip(1) / 255.0
-        feats = self.g.features(x, style)
-        y = blend(x, torch.sigmoid(feats["rgb_logits"]), strength.reshape(1, 1, 1, 1))
-        a = torch.sigmoid(F.interpolate(feats["attention_logit"], scale_factor=float(STEM_STRIDE), mode="bilinear", align_corners=False))
-        check = feats["rgb_logits"].flatten().sum(0, keepdim=True) + feats["attention_logit"].flatten().sum(0, keepdim=True)
-        return to_u8_nhwc(y.flip(1)), to_u8_nhwc(a), check
+        logits = self.g.features(x, style)["rgb_logits"]
+        painted = torch.sigmoid(logits)
+        y = blend(x, painted, strength.reshape(1, 1, 1, 1))
+        check = logits.flatten().sum(0, keepdim=True)
+        return to_u8_nhwc(y.flip(1)), to_u8_nhwc(change_map(painted, x)), check
 
     def forward(self, frame: torch.Tensor, style: torch.Tensor, strength: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out, att, _ = self.run(frame, style, strength)

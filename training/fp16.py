@@ -4,12 +4,13 @@ TensorRT 11 removed ``BuilderFlag.FP16``: precision now comes from the graph its
 writes ``<model>.fp16.onnx`` from the same generator as ``<model>.onnx``:
 
 - weights and activations in FP16, so TensorRT picks FP16 kernels;
-- ``InstanceNormalization`` (and its scale/bias) and the finite-check reduction kept in FP32:
-  instance norm computed in FP16 is the known source of NaN or washed-out output (the variance
-  of a 1080p channel overflows or loses every significant bit);
+- ``InstanceNormalization`` (and its scale/bias), the finite-check reduction and the attention
+  map's frame mean (``ReduceMean``) kept in FP32: instance norm computed in FP16 is the known
+  source of NaN or washed-out output (the variance of a 1080p channel overflows or loses every
+  significant bit), and a 1080p sum overflows FP16 the same way;
 - the uint8 ``frame``/``output``/``attention`` and float32 ``style``/``strength`` I/O unchanged;
-- one extra output, ``check`` float32 ``[1]``: the FP32 sum of the generator head (colour delta
-  and attention logits, ``[1,4,H,W]``, before any sigmoid or uint8 cast). It is finite exactly
+- one extra output, ``check`` float32 ``[1]``: the FP32 sum of the generator head (its colour
+  logits, ``[1,3,H,W]``, before the sigmoid or uint8 cast). It is finite exactly
   when no NaN/Inf reached the head; the runtime reads these 4 bytes per frame to refuse garbage
   (uint8 outputs cannot show a NaN: the cast turns it into an arbitrary byte, and an Inf squashed
   by the sigmoid looks like a plausible, washed-out pixel).
@@ -35,7 +36,7 @@ from training.generator import Generator
 
 log = logging.getLogger(__name__)
 
-BLOCK_OPS = frozenset({"InstanceNormalization", "ReduceSum"})
+BLOCK_OPS = frozenset({"InstanceNormalization", "ReduceSum", "ReduceMean"})
 """Ops computed in FP32: their float inputs are cast up and their outputs cast back to FP16."""
 
 FP32_INPUTS = {"Resize": (1, 2)}

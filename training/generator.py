@@ -1,4 +1,4 @@
-"""The feed-forward generator: an encoder–decoder that re-paints the frame, with an attention head.
+"""The feed-forward generator: an encoder–decoder that re-paints the frame, and its attention map.
 
 One family, two tiers (``TIERS``): the *quality* model for a GPU box and the *fast* model for a
 laptop CPU, distilled from it. Read top to bottom, as fast_neural_style's TransformerNet:
@@ -18,9 +18,10 @@ time on a CPU).
 Every convolution is followed by conditional instance norm (one γ/β row per style, Dumoulin et
 al.), so one network holds every style and a mix of styles interpolates them. The output is
 decoded from features: the photo is one input of the last convolution (as a U-Net skip, so
-edges stay where the photo's are), never added to the output. The attention head (a 1×1 conv of
-the ½-resolution decoder features, upsampled bilinearly) is trained to say where the style changes the
-frame most (``losses.attention_fit``); it does not gate the output.
+edges stay where the photo's are), never added to the output. The attention map says where the
+style changes the frame most, and is computed from exactly that (``change_map``): a learned head
+that predicted it reached a correlation of 0.01–0.04 with the change for the Van Gogh styles,
+whose strokes it could not see coming. It does not gate the output.
 
 Contract (PyTorch side; ``training/export.py`` wraps it for uint8 BGR frames):
     x: [N, 3, H, W] float32 RGB in [0, 1], H and W multiples of ``SIZE_MULTIPLE``
@@ -44,7 +45,16 @@ SIZE_MULTIPLE = 8
 """Frame height and width must be multiples of this (a stride-4 stem, then one stride-2 conv)."""
 
 STEM_STRIDE = 2
-"""The stem's stride: the decoder's features and the attention logit are at half resolution."""
+"""The stem's stride: the decoder's features are at half resolution."""
+
+ATTENTION_BOX = 5
+"""Side (px) of the box ``change_map`` averages the change over: a map, not the strokes' texture."""
+
+ATTENTION_CEILING = 3.0
+"""``change_map`` saturates at this many times the frame's mean change."""
+
+LEGACY_KEYS = ("attention.weight", "attention.bias")
+"""Weights of the learned attention head that models up to 2026-12-07 carried; loading ignores them."""
 
 FINE_SCALES = (1, 2)
 PADDINGS = ("reflect", "zeros")
@@ -125,7 +135,6 @@ class Generator(nn.Module):
         self.up = ConvNormAct(2 * c, c, 3, 1, s, padding=pad)
         self.fine = ConvNormAct(c + 3, c // 2, 3, 1, s, padding=pad)  # at 1/r resolution, sees the frame there
         self.to_rgb = nn.Conv2d(c // 2, 3 * r * r, 3, 1, 1, padding_mode=pad)
-        self.attention = nn.Conv2d(c, 1, 1)
 
     def frame_at(self, x: torch.Tensor) -> torch.Tensor:
         """The frame at the fine stage's resolution (1/r): itself, or 2× area-averaged."""
@@ -133,24 +142,39 @@ class Generator(nn.Module):
 
     def features(self, x: torch.Tensor, w: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every stage's activation, in data-flow order (explain tools, FP16 range checks).
-        ``rgb_logits`` [N,3,H,W] and ``attention_logit`` [N,1,H/2,W/2] are the heads before their sigmoid."""
+        ``rgb_logits`` [N,3,H,W] is the head before its sigmoid."""
         out: dict[str, torch.Tensor] = {}
         skip = out["stem"] = self.stem(x, w)
         h = out["down"] = self.down(skip, w)
         for i, block in enumerate(self.res):
             h = out[f"res{i}"] = block(h, w)
         h = out["up"] = self.up(upsample2(h), w) + skip
-        out["attention_logit"] = self.attention(h)
         up = upsample2(h) if self.spec.fine_scale == 1 else h
         h = out["fine"] = self.fine(torch.cat([up, self.frame_at(x)], dim=1), w)
         rgb = self.to_rgb(h)
         out["rgb_logits"] = F.pixel_shuffle(rgb, self.spec.fine_scale) if self.spec.fine_scale > 1 else rgb
         return out
 
+    def paint(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        """The stylised frame [N,3,H,W] in (0, 1): what training optimises."""
+        return torch.sigmoid(self.features(x, w)["rgb_logits"])
+
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.features(x, w)
-        a = F.interpolate(feats["attention_logit"], scale_factor=float(STEM_STRIDE), mode="bilinear", align_corners=False)
-        return torch.sigmoid(feats["rgb_logits"]), torch.sigmoid(a)
+        y = self.paint(x, w)
+        return y, change_map(y, x)
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """``nn.Module.load_state_dict``, ignoring the ``LEGACY_KEYS`` of older models."""
+        return super().load_state_dict({k: v for k, v in state_dict.items() if k not in LEGACY_KEYS}, strict=strict, assign=assign)
+
+
+def change_map(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The attention map: where the painting ``y`` differs from the photo ``x`` most (both
+    [N,3,H,W] in [0, 1]). The channel-mean |y − x|, averaged over an ``ATTENTION_BOX`` box
+    (at the border over the pixels inside the frame), over ``ATTENTION_CEILING`` times its
+    frame's mean, clamped: [N,1,H,W] in [0, 1]. A frame the style leaves alone maps to 0."""
+    d = F.avg_pool2d((y - x).abs().mean(1, keepdim=True), ATTENTION_BOX, stride=1, padding=ATTENTION_BOX // 2, count_include_pad=False)
+    return (d / (ATTENTION_CEILING * d.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4))).clamp(0.0, 1.0)
 
 
 def init_weights(g: Generator, src: Generator) -> None:

@@ -7,8 +7,8 @@ statistics in FP32 (``CondInstanceNorm`` casts), the uint8 frame in and out. Eac
 (default: both bundled tiers) is reported:
 
 - numerics: PSNR of the FP16 output against the FP32 output (uint8, per photo × style, at each
-  size), the largest absolute difference in grey levels, whether the FP16 heads (colour and
-  attention logits, before any sigmoid or cast) stayed finite, and their largest |value|;
+  size), the largest absolute difference in grey levels, whether the FP16 head (colour logits,
+  before its sigmoid or cast) stayed finite, and their largest |value|;
 - speed: median and p95 ms of one frame, uint8 in device memory to uint8 out, FP32 and FP16, at
   each size (CUDA events; ``--runs`` frames after ``--warmup``), and the same with the host copies
   (pinned uint8 buffers) for FP16.
@@ -33,7 +33,6 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from engines.trt_manifest import ProfileError
 from streamer.bench import parse_sizes
@@ -41,7 +40,7 @@ from streamer.config import BUNDLED_MODELS, bundled_model_path
 from streamer.contact_sheet import _cell
 from training.data import list_images
 from training.export import generator_weights_path, load_generator, to_u8_nhwc
-from training.generator import STEM_STRIDE, Generator
+from training.generator import Generator, change_map
 
 
 def sizes_arg(text: str) -> list[tuple[int, int]]:
@@ -58,12 +57,11 @@ def sizes_arg(text: str) -> list[tuple[int, int]]:
 
 def frame_pipeline(g: Generator, frame: torch.Tensor, style: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``FramePipeline.run`` in ``dtype``: uint8 BGR [1,H,W,3] on the device → (uint8 output
-    [1,H,W,3], uint8 attention [1,H,W,1], the heads' logits flattened, in ``dtype``)."""
+    [1,H,W,3], uint8 attention [1,H,W,1], the head's logits flattened, in ``dtype``)."""
     x = frame.to(dtype).permute(0, 3, 1, 2).flip(1) / 255.0
-    feats = g.features(x, style.to(dtype))
-    a = F.interpolate(feats["attention_logit"], scale_factor=float(STEM_STRIDE), mode="bilinear", align_corners=False)
-    heads = torch.cat([feats["rgb_logits"].flatten(), feats["attention_logit"].flatten()])
-    return to_u8_nhwc(torch.sigmoid(feats["rgb_logits"]).flip(1)), to_u8_nhwc(torch.sigmoid(a)), heads
+    logits = g.features(x, style.to(dtype))["rgb_logits"]
+    painted = torch.sigmoid(logits)
+    return to_u8_nhwc(painted.flip(1)), to_u8_nhwc(change_map(painted, x)), logits.flatten()
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

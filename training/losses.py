@@ -47,22 +47,6 @@ def tv_loss(x: torch.Tensor) -> torch.Tensor:
     return (x[..., 1:, :] - x[..., :-1, :]).abs().mean() + (x[..., :, 1:] - x[..., :, :-1]).abs().mean()
 
 
-def change_map(y: torch.Tensor, x: torch.Tensor, sigma: float = 2.0) -> torch.Tensor:
-    """Where the output [N,3,H,W] differs from the photo [N,3,H,W] most: the channel-mean
-    |y − x|, Gaussian-blurred by ``sigma`` px and divided by each image's mean (clamped at 3×
-    it, then scaled to [0, 1]). [N,1,H,W], no gradient: the attention head's target."""
-    with torch.no_grad():
-        d = gaussian_blur((y - x).abs().mean(1, keepdim=True), sigma)
-        rel = d / d.mean(dim=(2, 3), keepdim=True).clamp_min(1e-4)
-        return (rel / 3.0).clamp(0.0, 1.0)
-
-
-def attention_fit(a: torch.Tensor, y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """MSE of the attention map [N,1,H,W] against ``change_map(y, x)``: the head learns to show
-    where the style changes the frame most. It does not gate the output."""
-    return F.mse_loss(a, change_map(y, x))
-
-
 def gaussian_radius(sigma: float) -> int:
     """Half-width (px) of the Gaussian kernel ``gaussian_blur`` uses: ⌈3σ⌉, at least 1."""
     return max(1, math.ceil(3 * sigma))
@@ -142,9 +126,9 @@ def _sample_mean(per_sample: torch.Tensor, sample_weights: torch.Tensor | None) 
     return per_sample.mean() if sample_weights is None else (per_sample * sample_weights).mean()
 
 
-def distill_loss(student: torch.Tensor, teacher: torch.Tensor, att_student: torch.Tensor, att_teacher: torch.Tensor) -> torch.Tensor:
-    """Match the teacher's output [N,3,H,W] and attention [N,1,H,W] (mean absolute error)."""
-    return (student - teacher).abs().mean() + (att_student - att_teacher).abs().mean()
+def distill_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Match the teacher's output [N,3,H,W] (mean absolute error)."""
+    return (student - teacher).abs().mean()
 
 
 def d_hinge_loss(real_logits: list[torch.Tensor], fake_logits: list[torch.Tensor]) -> torch.Tensor:

@@ -52,18 +52,17 @@ class State:
 
 @dataclass
 class StepOut:
-    """One step's forward pass: crops x, output y and attention a of G, style index, backbone
-    features of y and x; the moved second view's output and the move (temporal loss on); the
-    teacher's output, attention and features (distillation)."""
+    """One step's forward pass: crops x, output y of G, style index, backbone features of y and
+    x; the moved second view's output and the move (temporal loss on); the teacher's output and
+    features (distillation)."""
 
     x: torch.Tensor
     y: torch.Tensor
-    a: torch.Tensor
     idx: torch.Tensor
     f_out: dict[str, torch.Tensor]
     f_in: dict[str, torch.Tensor]
     second: tuple[torch.Tensor, Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]] | None = None
-    teacher: tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]] | None = None
+    teacher: tuple[torch.Tensor, dict[str, torch.Tensor]] | None = None
 
 
 @dataclass(frozen=True)
@@ -230,19 +229,19 @@ class Trainer:
         second = None
         if self.cfg.w_temporal > 0:
             xw, move = self.temporal_view(context, pair)
-            y_all, a_all = self.g_train(torch.cat([x, xw]), torch.cat([w, w]))
-            y, a = y_all[:n], a_all[:n]
+            y_all = self.g_train(torch.cat([x, xw]), torch.cat([w, w]))[0]  # the forward, for DDP; the attention map is not trained
+            y = y_all[:n]
             second = (y_all[n:], move)
         else:
-            y, a = self.g_train(x, w)
+            y = self.g_train(x, w)[0]
         with torch.no_grad():
             f_in = bb(x)
         teacher = None
         if self.teacher is not None:
             with torch.no_grad():
-                ty, ta = self.teacher(x, w)
-                teacher = (ty, ta, bb(ty))
-        return StepOut(x=x, y=y, a=a, idx=idx, f_out=bb(y), f_in=f_in, second=second, teacher=teacher)
+                ty = self.teacher.paint(x, w)
+                teacher = (ty, bb(ty))
+        return StepOut(x=x, y=y, idx=idx, f_out=bb(y), f_in=f_in, second=second, teacher=teacher)
 
     def g_step(self, x: torch.Tensor, context: torch.Tensor, idx: torch.Tensor, w: torch.Tensor, pair: PairBatch | None = None) -> dict[str, float]:
         """One generator update: the weighted sum of ``self.terms`` (``loss_terms``). With
@@ -259,7 +258,7 @@ class Trainer:
         st.opt_g.step()
         st.d.requires_grad_(True)
         rec = {k: float(v.detach()) for k, v in values.items()}
-        rec["total"], rec["attention_mean"] = float(total.detach()), float(out.a.detach().mean())
+        rec["total"] = float(total.detach())
         return rec
 
     def style_targets(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -274,7 +273,6 @@ class Trainer:
             Term("style", cfg.w_style, lambda o: losses.style_loss(o.f_out, self.style_targets(o.idx), bb.style_layers)),
             Term("adv", cfg.w_adv, lambda o: losses.g_hinge_loss(self.state.d(o.y, o.idx))),
             Term("tv", cfg.w_tv, lambda o: losses.tv_loss(o.y)),
-            Term("attention", cfg.w_attention, lambda o: losses.attention_fit(o.a, o.y, o.x)),
             Term("temporal", cfg.w_temporal, self.temporal_term),
             Term("edge", self.w_edge, lambda o: losses.edge_loss(o.y, o.x, None if self.edge_rel is None else self.edge_rel[o.idx])),
         ]
@@ -291,11 +289,11 @@ class Trainer:
         return losses.temporal_loss(y2, moved, valid, self.cfg.temporal_blur)
 
     def distill_term(self, o: StepOut) -> torch.Tensor:
-        """L1 to the teacher's output and attention, plus the content loss against the teacher's
+        """L1 to the teacher's output, plus the content loss against the teacher's
         output at every style layer (its strokes, not only its colours)."""
         assert o.teacher is not None
-        ty, ta, tf = o.teacher
-        return losses.distill_loss(o.y, ty, o.a, ta) + losses.content_loss(o.f_out, tf, self.backbone.style_layers)
+        ty, tf = o.teacher
+        return losses.distill_loss(o.y, ty) + losses.content_loss(o.f_out, tf, self.backbone.style_layers)
 
     def ema_update(self) -> None:
         decay = min(self.cfg.ema_decay, (1 + self.state.step) / (10 + self.state.step))
@@ -362,7 +360,7 @@ class Trainer:
                     rec = {"step": st.step, "d": d_loss, **g_terms, "sec": round(time.perf_counter() - t0, 2)}
                     stats.write(json.dumps(rec) + "\n")
                     stats.flush()
-                    bar.set_postfix(style=f"{g_terms['style']:.3f}", content=f"{g_terms['content']:.3f}", att=f"{g_terms['attention_mean']:.2f}")
+                    bar.set_postfix(style=f"{g_terms['style']:.3f}", content=f"{g_terms['content']:.3f}", total=f"{g_terms['total']:.2f}")
                 if main and (st.step % cfg.sample_every == 0 or st.step == cfg.steps):
                     self.save_samples()
                 if main and (st.step % cfg.ckpt_every == 0 or st.step == cfg.steps):
