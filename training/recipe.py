@@ -1,12 +1,17 @@
 """The bundled model's training recipe as one command (``stylecast train --recipe``).
 
-Two stages, one folder, both tiers exported (docs/MODEL.md):
+Three stages, one folder, both tiers exported (docs/MODEL.md):
 
 =========  =====  ===========================================================================
 stage      steps  what it trains
 =========  =====  ===========================================================================
-quality     3500  the quality generator (GPU box): perceptual + adversarial losses, no temporal
-fast        3000  the fast generator (laptop CPU), distilled from quality, light temporal loss
+quality     3500  the quality generator (GPU box): perceptual + adversarial losses, no temporal,
+                  no edge loss: it learns to paint first
+polish       500  the same generator from those weights with the edge loss on (``--w-edge``,
+                  ``--w-edge-style``; ``POLISH_EDGE`` when neither is given): the photo's
+                  outlines come back, so the subject stays readable under the strokes
+fast        3000  the fast generator (laptop CPU), distilled from the polished quality one,
+                  light temporal loss, the same edge loss
 =========  =====  ===========================================================================
 
 ``recipe_stages`` is that table as data and ``run_recipe`` runs it for the user's own styles,
@@ -49,28 +54,43 @@ class Stage:
     start: Start
     options: dict[str, Any]  # TrainConfig fields on top of the recipe's base
 
+    @property
+    def tier(self) -> str:
+        """The tier this stage trains; the last stage of a tier gives its exported model."""
+        return str(self.options["tier"])
+
 
 FAST_TEMPORAL = 20.0
 """The fast stage's temporal weight: enough to keep its strokes from boiling under small
 camera moves, far below the 500 that made the first bundled models colour grades."""
 
 
+POLISH_EDGE = 6.0
+"""The polish and fast stages' edge-loss weight when the user gives none (``--w-edge``). Measured
+on the bundled styles (docs/MODEL.md): edge F1 0.46–0.48 → 0.50–0.54 in 400 steps."""
+
+EDGE_FIELDS = frozenset({"w_edge", "edge_style_weights"})
+"""The user's edge weights: the quality stage runs without them, the later stages with them."""
+
+
 def recipe_stages(temporal: bool = True) -> list[Stage]:
     """The chain. With ``temporal`` False the fast stage trains without the temporal loss."""
     return [
-        Stage("quality", 3500, "new", {"tier": "quality", "w_temporal": 0.0}),
+        Stage("quality", 3500, "new", {"tier": "quality", "w_temporal": 0.0, "w_edge": 0.0, "edge_style_weights": {}}),
+        Stage("polish", 500, "init", {"tier": "quality", "w_temporal": 0.0, "sample_every": 250}),
         Stage("fast", 3000, "new", {"tier": "fast", "w_temporal": FAST_TEMPORAL if temporal else 0.0, "sample_every": 500}),
     ]
 
 
 STAGE_FIELDS = frozenset({"steps", "out", "resume", "init", "teacher"} | {k for s in recipe_stages() for k in s.options})
 """TrainConfig fields the stages set. A recipe's base may set none of them but ``out`` (the
-recipe's folder, not the base's) and ``teacher`` (a trained teacher: its stage is skipped)."""
+recipe's folder, not the base's), ``teacher`` (a trained teacher: its stage is skipped) and the
+``EDGE_FIELDS`` (the later stages' edge weights)."""
 
 
 def check_base(user_set: set[str]) -> None:
     """RecipeError naming the flags (TrainConfig fields) the user set that the stages set."""
-    clash = sorted(user_set & (STAGE_FIELDS - {"out", "teacher"}))
+    clash = sorted(user_set & (STAGE_FIELDS - {"out", "teacher"} - EDGE_FIELDS))
     if clash:
         flags = ", ".join("--" + k.replace("_", "-") for k in clash)
         raise RecipeError(f"{flags}: set by the recipe's stages (training/recipe.py); leave them out, or run the stages "
@@ -84,9 +104,12 @@ def stage_configs(base: TrainConfig, folder: Path, stages: list[Stage], scale: f
     and ``teacher`` are left for ``run_recipe`` to fill in once the previous stage exists; the
     configs are built here, before anything trains, so that a bad option fails in seconds, not
     an hour in. With ``base.teacher`` (a trained quality model) the quality stage is dropped and
-    the fast one distils from it."""
+    the later ones start from and distil from it. Without edge weights in ``base`` the later
+    stages get ``POLISH_EDGE``."""
     if not 0 < scale <= 1:
         raise RecipeError(f"recipe scale must be > 0 and ≤ 1, got {scale}")
+    if base.w_edge == 0 and not base.edge_style_weights:
+        base = replace(base, w_edge=POLISH_EDGE)
     out: list[tuple[Stage, TrainConfig]] = []
     total = 0
     for st in stages:
@@ -126,8 +149,8 @@ def _checkpoint(st: Stage, stage_dir: Path) -> Path | None:
 
 def _started(st: Stage, cfg: TrainConfig, prev: Path | None, teacher: str | None) -> TrainConfig:
     """``cfg`` with where the stage starts from: its own checkpoint if it was interrupted, else
-    ``prev`` (the previous stage's checkpoint, copied into its folder for a resumed stage);
-    the fast stage also gets ``teacher``."""
+    ``prev`` (the checkpoint of its tier's previous stage, copied into its folder for a resumed
+    stage); the fast stage also gets ``teacher``."""
     stage_dir = Path(cfg.out)
     partial = _checkpoint(st, stage_dir)
     if st.start == "resume":
@@ -151,7 +174,7 @@ def describe(base: TrainConfig, plan: list[tuple[Stage, TrainConfig]]) -> list[d
     for st, cfg in plan:
         config = json.loads(cfg.to_json())
         if st.name == "fast":
-            config["teacher"] = base.teacher or "the quality stage's checkpoint"
+            config["teacher"] = "the polish stage's checkpoint"
         out.append({"stage": st.name, "starts_from": starts[st.start], "config": config})
     return out
 
@@ -188,12 +211,13 @@ def run_recipe(base: TrainConfig, folder: Path, scale: float = 1.0, temporal: bo
         if ckpt is not None:
             log.info("recipe: %s done, skipped", st.name)
         else:
-            cfg = _started(st, cfg, None, str(ckpts.get("quality", "")) or None)
+            prev = ckpts.get(st.tier)
+            cfg = _started(st, cfg, prev, str(ckpts.get("quality", "")) or None)
             log.info("recipe: stage %s, %d steps → %s", st.name, cfg.steps, stage_dir)
             t0 = time.monotonic()
             ckpt = train(cfg)
             done.touch()
             with (folder / "times.tsv").open("a") as f:
                 f.write(f"{st.name}\t{time.monotonic() - t0:.0f} s\n")
-        ckpts[st.name] = ckpt
+        ckpts[st.tier] = ckpt  # the polish replaces the quality stage's: the fast one distils from it
     return {tier: export(ckpt, folder / f"{tier}.onnx") for tier, ckpt in ckpts.items()}
