@@ -9,14 +9,22 @@ browser, VLC, ffmpeg or OpenCV can watch it.
                        (so another web page open in the browser cannot drive it), and only
                        when control is allowed (by default: when bound to loopback)
 
+Every request must name the viewer in ``Host``: an IP address it is reached on, ``localhost``,
+or a name given with ``--http-name``. A page on another site that re-points its own name at
+127.0.0.1 (DNS rebinding) sends its own name, and is refused (421) before anything is served.
+Clients get ``CLIENT_TIMEOUT_S`` per read or write and at most ``MAX_CLIENTS`` connections at once
+(503 beyond), so a flood of slow clients cannot hold threads and descriptors for ever.
+
 One subscriber thread keeps only the newest frame, JPEG-encoded once, for every HTTP client.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import threading
+from collections.abc import Collection
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -28,6 +36,12 @@ from streamer.wire import TOPIC_STATE
 
 log = logging.getLogger(__name__)
 BOUNDARY = "stylecastframe"
+
+CLIENT_TIMEOUT_S = 10.0
+"""Seconds a client may take to send its request, or to take the next frame of the stream."""
+
+MAX_CLIENTS = 32
+"""Connections served at once; more are answered 503 and closed."""
 
 
 class LatestFrame:
@@ -108,9 +122,89 @@ def control_refusal(headers: Any, allow_control: bool) -> str | None:
     return None
 
 
-def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow_control: bool = True) -> type[BaseHTTPRequestHandler]:
+def split_host(header: str) -> tuple[str, str]:
+    """``Host`` header → (name, port text; "" when none): ``name``, ``name:port``, ``[v6]:port``."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        name, _, rest = h[1:].partition("]")
+        return name, rest[1:] if rest.startswith(":") else rest
+    if h.count(":") == 1:
+        name, port = h.split(":")
+        return name, port
+    return h, ""
+
+
+def host_refusal(host_header: str | None, local_ip: str, port: int, names: Collection[str] = ()) -> str | None:
+    """Why a request whose ``Host`` header is ``host_header`` is refused (None: it is not).
+
+    Accepted: no Host (HTTP/1.0 tools; browsers always send one), or ``NAME[:port]`` where port
+    is the one served and NAME is ``local_ip`` (the address the client reached), a loopback
+    address, ``localhost`` or one of ``names``. Any other name may be a DNS rebinding."""
+    if host_header is None:
+        return None
+    name, port_text = split_host(host_header)
+    if port_text and port_text != str(port):
+        return f"Host {host_header!r} names another port than this viewer's {port}"
+    if name == "localhost" or name in {n.lower() for n in names}:
+        return None
+    try:
+        ip = ipaddress.ip_address(name)
+    except ValueError:
+        return f"Host {host_header!r} is not a name this viewer is served on (add it with --http-name)"
+    if ip.is_loopback or ip == ipaddress.ip_address(local_ip.split("%")[0]):
+        return None
+    return f"Host {host_header!r} is not an address of this viewer"
+
+
+class BoundedServer(ThreadingHTTPServer):
+    """``ThreadingHTTPServer`` that serves at most ``max_clients`` connections at once and
+    answers the rest 503 at once."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], max_clients: int = MAX_CLIENTS) -> None:
+        super().__init__(address, handler)
+        self._slots = threading.BoundedSemaphore(max_clients)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            try:
+                request.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+            except OSError:
+                pass
+            self.shutdown_request(request)
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow_control: bool = True,
+                 names: Collection[str] = (), client_timeout: float = CLIENT_TIMEOUT_S) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "stylecast"
+        timeout = client_timeout  # socketserver sets it on each connection: slow clients time out
+
+        def handle_one_request(self) -> None:
+            try:
+                super().handle_one_request()
+            except TimeoutError:  # a client too slow to send its request or take its frames
+                self.close_connection = True
+
+        def parse_request(self) -> bool:
+            if not super().parse_request():
+                return False
+            local_ip, local_port = self.connection.getsockname()[:2]
+            refused = host_refusal(self.headers.get("Host"), local_ip, local_port, names)
+            if refused:
+                self.close_connection = True
+                self._send(421, json.dumps({"ok": False, "error": refused}).encode(), "application/json")
+                return False
+            return True
 
         def log_message(self, fmt: str, *args: Any) -> None:
             log.debug("http %s " + fmt, self.address_string(), *args)
@@ -124,7 +218,7 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
             if self.command != "HEAD":
                 self.wfile.write(body)
 
-        def do_HEAD(self) -> None:  # noqa: N802: what GET would answer, headers only (link checkers, curl -I)
+        def do_HEAD(self) -> None:  # noqa: N802 - what GET would answer, headers only (link checkers, curl -I)
             self.do_GET()
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
@@ -161,8 +255,8 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
                     if not jpeg:
                         continue
                     self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the viewer went away
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                pass  # the viewer went away, or stopped reading
 
         def do_POST(self) -> None:  # noqa: N802
             if self.path != "/control":
@@ -188,12 +282,13 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
     return Handler
 
 
-def serve_http(host: str, port: int, endpoint: str, control: str, topic: str, stop: threading.Event, allow_control: bool = True) -> None:
+def serve_http(host: str, port: int, endpoint: str, control: str, topic: str, stop: threading.Event, allow_control: bool = True,
+               names: Collection[str] = (), timeout: float = CLIENT_TIMEOUT_S, max_clients: int = MAX_CLIENTS) -> None:
     """Serve until ``stop`` is set. Binds before returning control to the subscriber thread.
-    ``allow_control``: forward POST /control at all (the CLI's default: only on loopback)."""
+    ``allow_control``: forward POST /control at all (the CLI's default: only on loopback).
+    ``names``: host names besides its addresses and ``localhost`` that clients may call it by."""
     latest = LatestFrame()
-    httpd = ThreadingHTTPServer((host, port), make_handler(latest, control, stop, allow_control))
-    httpd.daemon_threads = True
+    httpd = BoundedServer((host, port), make_handler(latest, control, stop, allow_control, names, timeout), max_clients)
     sub = threading.Thread(target=subscribe_loop, args=(endpoint, topic, latest, stop), name="stylecast-http-sub", daemon=True)
     sub.start()
     server = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="stylecast-http", daemon=True)
