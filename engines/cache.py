@@ -16,17 +16,22 @@ from typing import Literal
 Precision = Literal["fp16", "fp32"]
 
 
-def engine_cache_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
-    """``$STATE_DIRECTORY/engines`` under systemd (``StateDirectory=stylecast`` gives
-    ``/var/lib/stylecast``; the first entry when it lists several), else
-    ``$XDG_CACHE_HOME/stylecast/engines``, else ``~/.cache/stylecast/engines``."""
+def user_dir(sub: str, xdg_var: str, fallback: str, env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """A folder of stylecast's own: ``$STATE_DIRECTORY/SUB`` under systemd
+    (``StateDirectory=stylecast`` gives ``/var/lib/stylecast``; the first entry when it lists
+    several), else ``$XDG_VAR/stylecast/SUB``, else ``~/FALLBACK/stylecast/SUB``."""
     env = os.environ if env is None else env
     state = env.get("STATE_DIRECTORY", "").split(":")[0]
     if state:
-        return Path(state) / "engines"
-    xdg = env.get("XDG_CACHE_HOME", "")
-    base = Path(xdg) if xdg else (home or Path.home()) / ".cache"
-    return base / "stylecast" / "engines"
+        return Path(state) / sub
+    xdg = env.get(xdg_var, "")
+    base = Path(xdg) if xdg else (home or Path.home()) / fallback
+    return base / "stylecast" / sub
+
+
+def engine_cache_dir(env: Mapping[str, str] | None = None, home: Path | None = None) -> Path:
+    """Where TensorRT plans live: ``user_dir`` ``engines`` under ``$XDG_CACHE_HOME`` (``~/.cache``)."""
+    return user_dir("engines", "XDG_CACHE_HOME", ".cache", env, home)
 
 
 def fp16_onnx_path(onnx_path: Path) -> Path:

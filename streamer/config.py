@@ -52,7 +52,7 @@ class ServeConfig:
     publish: str = "tcp://127.0.0.1:5555"  # PUB endpoint: frames, overlays, stats, state
     control: str = "tcp://127.0.0.1:5556"  # REP endpoint: control requests
     imagezmq: str = ""  # optional PUB endpoint in imagezmq's message shape ("" = off)
-    snapshot_dir: str = "snapshots"  # where the 'snapshot' control command writes PNGs
+    snapshot_dir: str = ""  # where the 'snapshot' control command writes PNGs: "" = $STATE_DIRECTORY/snapshots under systemd, else ~/.local/state/stylecast/snapshots
     style: str = ""  # initial style name, "" = first style of the model
     strength: float = 1.0
     overlay_opacity: float = 0.5

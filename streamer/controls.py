@@ -166,7 +166,9 @@ def apply_request(state: ControlState, req: dict[str, Any], styles: tuple[str, .
     return state
 
 
-_SNAPSHOT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}\.(png|jpg)$")
+_SNAPSHOT_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,63}\.(png|jpg)")
+"""Matched whole (``fullmatch``): with ``match`` and ``$``, ``"x.png\n"`` passed and made a file
+whose name ends in a newline."""
 
 
 def snapshot_name(req: dict[str, Any]) -> str | None:
@@ -174,7 +176,7 @@ def snapshot_name(req: dict[str, Any]) -> str | None:
     name = req.get("name")
     if name is None:
         return None
-    if not isinstance(name, str) or not _SNAPSHOT_NAME.match(name) or name.startswith("."):
+    if not isinstance(name, str) or not _SNAPSHOT_NAME.fullmatch(name):
         raise ControlError("'name' must be a plain file name ending in .png or .jpg (letters, digits, _ . -)")
     return name
 

@@ -24,7 +24,7 @@ import numpy.typing as npt
 import zmq
 
 from engines import BaseEngine, EngineError, InputError
-from streamer import controls, faults, wire
+from streamer import controls, faults, snapshots, wire
 from streamer.config import ServeConfig
 from streamer.controls import ControlError, ControlState
 from streamer.heartbeat import Heartbeats
@@ -347,21 +347,13 @@ class Pipeline:
             self.cfg = replace(self.cfg, publish_overlay=bool(live["publish_overlay"]))  # one reference swap, read per frame
 
     def snapshot(self, name: str | None) -> Path:
-        """Write the last published ``frame.stylised`` image to ``cfg.snapshot_dir``; returns its path."""
+        """Write the last published ``frame.stylised`` image to the snapshot folder
+        (``cfg.snapshot_dir``, else ``snapshots.default_dir``); returns its path."""
         last = self._last_published
         if last is None:
             raise ControlError("no frame has been published yet")
         seq, image = last
-        folder = Path(self.cfg.snapshot_dir)
-        path = folder / (name or f"stylecast_{seq:08d}.png")
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            ok = cv2.imwrite(str(path), image)
-        except (OSError, cv2.error) as e:
-            raise ControlError(f"cannot write snapshot {path}: {e}") from e
-        if not ok:
-            raise ControlError(f"cannot write snapshot {path}")
-        return path.resolve()
+        return snapshots.write(Path(self.cfg.snapshot_dir) if self.cfg.snapshot_dir else snapshots.default_dir(), name, seq, image)
 
     def handle_parts(self, parts: list[bytes]) -> bytes:
         """The reply to one received message of ``parts`` (a request is exactly one part)."""
