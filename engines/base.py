@@ -15,7 +15,7 @@ from typing import Protocol, Self, runtime_checkable
 import numpy as np
 import numpy.typing as npt
 
-from engines.errors import EngineClosed, InputError
+from engines.errors import EngineClosed, InputError, ModelError
 from engines.model import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,19 @@ def check_strength(strength: object) -> float:
     return s
 
 
+def check_outputs(out: object, att: object, height: int, width: int, model: object = "model") -> tuple[U8, U8]:
+    """What a model returned for a [1, height, width, 3] frame must be its output uint8
+    [1, height, width, 3] and attention uint8 [1, height, width, 1]; else ModelError naming the
+    output and what came instead. A float output would be published as undecodable bytes, and a
+    half-size one failed later, in the stabiliser. ``model`` names the file in the message."""
+    for name, arr, channels in (("output", out, 3), ("attention", att, 1)):
+        want = (1, height, width, channels)
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.uint8 or arr.shape != want:
+            got = f"{arr.dtype} {list(arr.shape)}" if isinstance(arr, np.ndarray) else type(arr).__name__
+            raise ModelError(f"{model}: output {name!r}: expected uint8 {list(want)}, got {got}")
+    return out, att  # type: ignore[return-value]  # checked above
+
+
 def pad_to_multiple(frame: U8, multiple: int) -> U8:
     """Reflect-pad [H,W,3] at the bottom/right so H and W are multiples of ``multiple``.
 
@@ -152,7 +165,8 @@ class BaseEngine:
         s = check_strength(strength)
         h, w = frame.shape[:2]
         padded = pad_to_multiple(frame, self.model.size_multiple)
-        out, att = self._run(padded[None], weights[None], s)
+        raw_out, raw_att = self._run(padded[None], weights[None], s)
+        out, att = check_outputs(raw_out, raw_att, padded.shape[0], padded.shape[1], self.model.onnx_path)
         return InferResult(out[0, :h, :w], att[0, :h, :w, 0])
 
     def _long_call(self, seconds: float) -> None:

@@ -25,6 +25,36 @@ unsupported model: NoSuchFile, InvalidProtobuf, InvalidGraph, Fail…) is a Mode
 which it does not."""
 
 
+GRAPH_IO = {
+    "inputs": {"frame": ("tensor(uint8)", 4), "style": ("tensor(float)", 2), "strength": ("tensor(float)", 1)},
+    "outputs": {"output": ("tensor(uint8)", 4), "attention": ("tensor(uint8)", 4)},
+}
+"""The graph's inputs and outputs (``training/export.py``'s contract): name → (type, rank)."""
+
+
+def check_graph_io(inputs: list[Any], outputs: list[Any], num_styles: int) -> None:
+    """ModelError unless the session's ``inputs``/``outputs`` (onnxruntime ``NodeArg``: name,
+    type, shape) are ``GRAPH_IO``'s, with ``num_styles`` style weights (the sidecar's count)
+    and 3 output / 1 attention channels where the graph fixes them."""
+    for kind, args in (("inputs", inputs), ("outputs", outputs)):
+        want = GRAPH_IO[kind]
+        got = {a.name: a for a in args}
+        if sorted(got) != sorted(want):
+            raise ModelError(f"expected {kind} {sorted(want)}, got {sorted(got)}")
+        for name, (typ, rank) in want.items():
+            a = got[name]
+            if a.type != typ or len(a.shape) != rank:
+                raise ModelError(f"{kind[:-1]} {name!r}: expected {typ} of rank {rank}, got {a.type} {a.shape}")
+    shapes = {a.name: a.shape for a in [*inputs, *outputs]}
+    styles = shapes["style"][1]
+    if isinstance(styles, int) and styles != num_styles:
+        raise ModelError(f"the graph takes {styles} style weights, the sidecar lists {num_styles} styles")
+    for name, channels in (("output", 3), ("attention", 1)):
+        dim = shapes[name][3]
+        if isinstance(dim, int) and dim != channels:
+            raise ModelError(f"output {name!r} has {dim} channels, expected {channels}")
+
+
 class OrtEngine(BaseEngine):
     """Runs the exported uint8 graph in an ``onnxruntime.InferenceSession``.
 
@@ -68,10 +98,11 @@ class OrtEngine(BaseEngine):
             if type(e).__name__ in DEVICE_FAILURES:  # the machine, not the model: worth a restart
                 raise EngineError(f"onnxruntime could not start {self.model.onnx_path} on {providers[0]}: {e}") from e
             raise ModelError(f"onnxruntime cannot load {self.model.onnx_path}: {e}") from e
-        names = sorted(i.name for i in self._session.get_inputs())
-        if names != ["frame", "strength", "style"]:
+        try:
+            check_graph_io(self._session.get_inputs(), self._session.get_outputs(), self.model.num_styles)
+        except ModelError as e:
             self._session = None
-            raise ModelError(f"{self.model.onnx_path}: expected inputs ['frame', 'strength', 'style'], got {names}")
+            raise ModelError(f"{self.model.onnx_path}: {e}") from e
         log.info("onnxruntime %s, providers %s, %d threads", ort.__version__, self._session.get_providers(), so.intra_op_num_threads)
 
     def _run(self, frame: U8, style: F32, strength: float) -> tuple[U8, U8]:

@@ -51,7 +51,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fps", type=float, default=d.fps, help="pacing of the demo source")
     p.add_argument("--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
     p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only, unless CURVE is on)")
-    p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="folder for snapshots taken with 'stylecast ctl snapshot'")
+    p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="folder for snapshots taken with 'stylecast ctl snapshot' (default: $STATE_DIRECTORY/snapshots under systemd, else ~/.local/state/stylecast/snapshots; at most 500 images, 1 GiB)")
     p.add_argument("--imagezmq", default=d.imagezmq, help="also publish stylised frames in imagezmq's PUB/SUB shape here (e.g. tcp://127.0.0.1:5557)")
     p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
     p.add_argument("--strength", type=float, default=d.strength)
@@ -96,12 +96,13 @@ def _serve_config(a: argparse.Namespace) -> Any:
 
 def cmd_serve(a: argparse.Namespace) -> int:
     from streamer.config import validate
-    from streamer.daemon import model_info, planned_backend, serve, with_model
+    from streamer.daemon import check_model_runs, model_info, planned_backend, serve, with_model
 
     cfg = validate(_serve_config(a))
     if a.dry_run:
         planned = with_model(cfg, planned_backend(cfg), quiet=False)  # the tier serve would pick
         model_info(planned)  # the sidecar and the style too: what serve would refuse, dry-run refuses
+        print(f"stylecast: {check_model_runs(planned)}", file=sys.stderr)  # and the graph itself
         print(json.dumps(planned.to_dict(), indent=2))
         return EXIT_OK
     from streamer.service import Reloader
@@ -202,7 +203,7 @@ def cmd_view(a: argparse.Namespace) -> int:
         set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
         print(f"stylecast: viewer on http://{host}:{port}/ (MJPEG at /stream.mjpg{'' if allow_control else '; control off, see --http-control'})",
               file=sys.stderr, flush=True)
-        serve_http(host, port, a.endpoint, a.control, topic, stop, allow_control)
+        serve_http(host, port, a.endpoint, a.control, topic, stop, allow_control, names=a.http_name or ())
         return EXIT_OK
     if a.out:  # before subscribing: a bad path was only found once a frame arrived, as exit 1
         from streamer.outputs import VIDEO_SUFFIXES, check_output
@@ -469,7 +470,7 @@ def _train_recipe(base: TrainConfig, a: argparse.Namespace) -> int:
     folder = Path(a.out) if a.out else Path("runs") / f"recipe-{base.run_tag()}"
     try:
         plan = stage_configs(base, folder, recipe_stages(), a.recipe_scale)
-        preflight(replace(plan[0][1], teacher=base.teacher))  # images, styles, per-style tables, the teacher's styles
+        preflight(replace(plan[-1][1], teacher=base.teacher))  # images, styles, the per-style tables the last stages use, the teacher's styles
         if a.dry_run:
             print(json.dumps({"folder": str(folder), "stages": describe(base, plan)}, indent=2))
             return EXIT_OK
@@ -633,6 +634,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--timeout", type=_positive_seconds, default=10.0, help="give up if no frame arrives for this many s")
     s.add_argument("--http", help="serve the stream as MJPEG + a control page on HOST:PORT (e.g. 127.0.0.1:8080)")
     s.add_argument("--control", default="tcp://127.0.0.1:5556", help="control endpoint the --http page talks to")
+    s.add_argument("--http-name", action="append", metavar="NAME",
+                   help="a host name browsers reach the --http page by, besides its addresses and localhost (repeat per name); "
+                        "requests naming any other host are refused, which stops DNS-rebinding pages")
     s.add_argument("--http-control", action=argparse.BooleanOptionalAction, default=None,
                    help="let the --http page change the stream (default: only when --http is a loopback address; it has no login)")
     s.set_defaults(func=cmd_view)
@@ -703,7 +707,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tier", choices=["quality", "fast"], help="the generator to train: quality (the GPU box's) or fast (a laptop CPU's, best distilled from a quality --teacher); default quality")
     for name, typ in (("steps", int), ("batch", int), ("crop", int), ("style_size", int), ("seed", int),
                       ("lr_g", float), ("lr_d", float), ("w_content", float), ("w_style", float), ("w_adv", float),
-                      ("w_tv", float), ("w_attention", float), ("w_temporal", float), ("temporal_blur", float), ("temporal_noise", float),
+                      ("w_tv", float), ("w_temporal", float), ("temporal_blur", float), ("temporal_noise", float),
                       ("w_edge", float), ("w_distill", float), ("sample_every", int), ("ckpt_every", int)):
         s.add_argument("--" + name.replace("_", "-"), dest=name, type=typ)
     s.add_argument("--mask-background", action=argparse.BooleanOptionalAction, default=None,

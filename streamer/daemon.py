@@ -61,7 +61,21 @@ def trial_frame(eng: engines.BaseEngine, width: int, height: int) -> None:
     style[0] = 1.0
     res = eng.infer(np.full((height, width, 3), 128, np.uint8), style, 1.0)
     if res.output.shape != (height, width, 3) or res.attention.shape != (height, width):
-        raise engines.EngineError(f"trial frame {width}x{height}: output {res.output.shape}, attention {res.attention.shape}")
+        raise engines.ModelError(f"trial frame {width}x{height}: output {res.output.shape}, attention {res.attention.shape}")
+
+
+def check_model_runs(cfg: ServeConfig) -> str:
+    """Open ``cfg``'s model in ONNX Runtime on the CPU and run one trial frame at its size: what
+    ``serve --dry-run`` does beyond reading the sidecar, so that a model serve would refuse (bytes
+    that are not ONNX, a truncated file, inputs or outputs other than the contract's, a style
+    count the sidecar does not match, an output of the wrong type or size) is refused by dry-run
+    too, as ModelError. The TensorRT backend builds from the same graph. Returns what was done."""
+    try:
+        with engines.create_engine("onnxruntime", cfg.model_path, threads=1) as eng:
+            trial_frame(eng, cfg.width, cfg.height)
+    except engines.BackendUnavailable as e:
+        return f"model not run ({e})"
+    return f"model ran one {cfg.width}x{cfg.height} frame in onnxruntime"
 
 
 def resolve_backend(cfg: ServeConfig) -> tuple[str, dict[str, object]]:
