@@ -101,6 +101,9 @@ def cmd_serve(a: argparse.Namespace) -> int:
     cfg = validate(_serve_config(a))
     if a.dry_run:
         planned = with_model(cfg, planned_backend(cfg), quiet=False)  # the tier serve would pick
+        from streamer.settings import check_ports
+
+        check_ports(planned)  # ports taken, addresses no interface has
         model_info(planned)  # the sidecar and the style too: what serve would refuse, dry-run refuses
         print(f"stylecast: {check_model_runs(planned)}", file=sys.stderr)  # and the graph itself
         print(json.dumps(planned.to_dict(), indent=2))

@@ -121,6 +121,28 @@ def check_ports(cfg: ServeConfig) -> None:
             raise ConfigError(f"{name}: port {port} is also used by {seen[port]}")
         seen[port] = name
         check_port_free(name, host, port)
+    for name in ("publish", "control", "imagezmq"):
+        if getattr(cfg, name):
+            check_bindable(name, getattr(cfg, name))
+
+
+def check_bindable(field: str, endpoint: str) -> None:
+    """ConfigError naming ``field`` unless ZeroMQ can listen on ``endpoint`` now: bound and
+    released at once, so what only libzmq knows (an address no interface has, like
+    ``tcp://256.1.1.1:5555`` or an unknown interface name; an ipc path in a missing folder)
+    fails the start as a config error, not as a crash once threads run."""
+    import zmq
+
+    ctx = zmq.Context.instance()
+    sock = ctx.socket(zmq.PUB)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.bind(endpoint)
+        sock.unbind(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    except zmq.ZMQError as e:
+        raise ConfigError(f"{field}: cannot listen on {endpoint}: {e.strerror}") from e
+    finally:
+        sock.close()
 
 
 def check_port_free(field: str, host: str, port: int) -> None:

@@ -19,7 +19,7 @@ import pytest
 from streamer import cli
 from streamer.bench import free_tcp_port
 from streamer.client import request
-from streamer.config import ServeConfig
+from streamer.config import ConfigError, ServeConfig
 from streamer.security import create_keypair
 from streamer.settings import RELOADABLE, check_values, reload_diff, resolve
 from tests.service_tools import NotifyListener, start_daemon
@@ -194,3 +194,18 @@ def test_sighup_reloads_live_settings_and_names_the_rest(tmp_path: Path) -> None
     assert "reload: width changed; these need a restart" in out
     assert "reload: new config rejected, keeping the running one: strength: expected 0–1, got 7.0" in out
     assert "is not UTF-8 text" in out
+
+
+@pytest.mark.parametrize("endpoint", ["tcp://256.1.1.1:5555", "tcp://nosuchif0:5555", "ipc:///nonexistent-stylecast/dir/x.sock"])
+def test_addresses_only_zeromq_can_judge_are_config_errors_and_dry_run_finds_them(endpoint: str, tmp_path: Path) -> None:
+    """They passed validation and dry-run, then exited 1 once the pipeline bound them."""
+    from streamer.settings import check_bindable
+
+    with pytest.raises(ConfigError, match="publish: cannot listen on"):
+        check_bindable("publish", endpoint)
+    for extra in (["--dry-run"], ["--max-frames", "2"]):
+        out = subprocess.run([sys.executable, "-m", "streamer", "serve", "--publish", endpoint, *extra], capture_output=True, text=True, timeout=120)
+        assert out.returncode == 2 and "publish: cannot listen on" in out.stderr and "Traceback" not in out.stderr, out.stderr[-500:]
+    ipc = f"ipc://{tmp_path}/ok.sock"
+    check_bindable("publish", ipc)  # a folder that exists: fine, and nothing left bound
+    check_bindable("publish", ipc)
