@@ -118,14 +118,17 @@ def is_loopback(endpoint: str) -> bool:
 
 
 def _check_source(source: str) -> None:
-    """The source's form only (what ``parse_source`` reads); whether it opens is the capture
-    thread's business, which retries a source that is away."""
+    """The source's form (what ``parse_source`` reads), and a video file that is not there at
+    start. Whether a camera or a network source opens is the capture thread's business, which
+    retries a source that is away."""
     from streamer.sources import SourceError, parse_source
 
     try:
-        parse_source(source)
+        spec = parse_source(source)
     except SourceError as e:
         raise ConfigError(f"source: {e}") from e
+    if spec.kind == "file" and not Path(spec.target).is_file():
+        raise ConfigError(f"source: no such video file: {spec.target} (expected demo, a video file, a webcam index or an rtsp:// URL)")
 
 
 def _check_trt(cfg: ServeConfig) -> None:

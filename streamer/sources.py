@@ -19,6 +19,7 @@ from importlib import resources
 from pathlib import Path
 from types import TracebackType
 from typing import Literal, Self, cast
+from urllib.parse import urlsplit
 
 import cv2
 import numpy as np
@@ -83,12 +84,32 @@ def webcam_index(target: str) -> int:
     return int(target[len("/dev/video"):]) if target.startswith("/dev/video") else int(target)
 
 
+_HOST = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?|[0-9A-Fa-f:.]+")
+"""A host name, IPv4 or (bracket-stripped) IPv6 address: what a network camera's URL can name."""
+
+
+def check_url(url: str) -> None:
+    """SourceError unless ``url`` has a host and, if any, a port 1–65535 (``rtsp://%%%:abc/x``
+    was retried for ever). The message leaves out any user and password."""
+    parts = urlsplit(url)
+    shown = f"{parts.scheme}://{parts.hostname or '?'}{parts.path}"
+    try:
+        port = parts.port
+    except ValueError as e:
+        raise SourceError(f"{shown}: the port is not a number in 0–65535 ({e})") from e
+    if not parts.hostname or not _HOST.fullmatch(parts.hostname):
+        raise SourceError(f"{url.split('://')[0]}:// URL without a valid host name: {shown}")
+    if port == 0:
+        raise SourceError(f"{shown}: port 0 is not a port a camera serves on")
+
+
 def parse_source(text: str) -> SourceSpec:
     """``demo`` | ``rtsp://…`` | ``0`` or ``/dev/videoN`` | a video file path."""
     t = text.strip()
     if t == "demo":
         return SourceSpec("demo", "")
     if re.match(r"^(rtsp|rtsps|rtmp|http|https)://", t):
+        check_url(t)
         return SourceSpec("rtsp", t)
     if re.fullmatch(r"\d+", t) or re.fullmatch(r"/dev/video\d+", t):
         if webcam_index(t) > MAX_WEBCAM_INDEX:  # OpenCV raised a bare cv2.error for an index beyond a C int

@@ -68,3 +68,24 @@ def test_bad_config_exits_2_with_field(tiny_model: Path) -> None:
     assert out.returncode == 2 and "strength:" in out.stderr
     out = _cli("serve", "--model", "/nope.onnx")
     assert out.returncode == 2 and "model: file not found" in out.stderr
+
+
+@pytest.mark.parametrize("source, words", [
+    ("rtsp://%%%:abc/x", "port is not a number"),
+    ("rtsp://:554/stream", "without a valid host"),
+    ("rtsp://cam.lan:0/x", "port 0"),
+    ("rtsp://user:secret@bad host:554/x", "without a valid host"),
+    ("/nonexistent/clip.mp4", "no such video file"),
+])
+def test_sources_that_can_never_open_are_config_errors(source: str, words: str) -> None:
+    """They passed validation and were retried for ever (under systemd READY never came)."""
+    with pytest.raises(ConfigError, match=words) as e:
+        validate(ServeConfig(source=source))
+    assert "secret" not in str(e.value)
+
+
+def test_sources_that_may_come_back_still_validate(tmp_path: Path) -> None:
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"")
+    for source in ("rtsp://user:pw@10.0.0.9:554/stream1", "rtsp://[fe80::1]:8554/x", "http://cam.lan/mjpg", "7", "/dev/video3", str(clip)):
+        validate(ServeConfig(source=source))  # a camera that is away is retried, as before
