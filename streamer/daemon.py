@@ -177,6 +177,7 @@ def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Calla
 
     validate(cfg)
     check_ports(cfg)
+    raise_fd_limit()
     if cfg.metrics:
         from streamer.metrics import check_available
 
@@ -193,6 +194,30 @@ def serve(cfg: ServeConfig, stop: threading.Event | None = None, on_ready: Calla
             term.start()
             term.join(2.0)
     return pipe
+
+
+WANT_FDS = 65536
+"""Descriptors the daemon asks for: each TCP peer (subscriber, control client, HTTP viewer, a
+port scanner's idle connection) holds one, and at the usual soft limit of 1024 about 1,000 idle
+connections left no descriptor to accept the control client's (control unreachable ~18 s)."""
+
+
+def raise_fd_limit(want: int = WANT_FDS) -> int:
+    """Raise this process's soft RLIMIT_NOFILE to ``want`` (at most the hard limit; never lower);
+    returns the soft limit now. The units set ``LimitNOFILE`` to the same."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+    if soft != resource.RLIM_INFINITY and soft < target:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError) as e:
+            log.warning("could not raise the open-file limit from %d to %d: %s", soft, target, e)
+    if soft != resource.RLIM_INFINITY and soft < 4096:
+        log.warning("open-file limit is %d: a few thousand idle connections could lock out control (systemd: LimitNOFILE)", soft)
+    return int(soft)
 
 
 def _start_extras(stack: ExitStack, pipe: Pipeline, reloader: Reloader | None) -> None:

@@ -30,7 +30,7 @@ from streamer.controls import ControlError, ControlState
 from streamer.heartbeat import Heartbeats
 from streamer.imagezmq_compat import ImageZmqPublisher, describe, imagezmq_parts
 from streamer.mailbox import Mailbox, MailboxClosed
-from streamer.publisher import Publisher
+from streamer.publisher import HANDSHAKE_MS, Publisher
 from streamer.render import attention_overlay, compose, grade
 from streamer.security import HandshakeWatch, ServerKeys
 from streamer.sources import FrameError, SourceError, open_source, parse_source
@@ -308,6 +308,7 @@ class Pipeline:
         sock = self.ctx.socket(zmq.REP)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, controls.MAX_REQUEST_BYTES * 4)
+        sock.setsockopt(zmq.HANDSHAKE_IVL, HANDSHAKE_MS)
         try:
             if self.curve is not None:
                 self.curve.apply(sock)

@@ -98,8 +98,10 @@ class Daemon:
         return self.log.read_text()
 
 
-def start_daemon(tmp: Path, *args: str, env: dict[str, str] | None = None, name: str = "serve", ports: bool = True) -> Daemon:
-    """``stylecast serve ARGS`` on the bundled model at a small size; free loopback ports unless ``ports`` is False."""
+def start_daemon(tmp: Path, *args: str, env: dict[str, str] | None = None, name: str = "serve", ports: bool = True,
+                 soft_nofile: int | None = None) -> Daemon:
+    """``stylecast serve ARGS`` on the bundled model at a small size; free loopback ports unless
+    ``ports`` is False; started with that soft open-file limit when ``soft_nofile`` is given."""
     pub, ctl = f"tcp://127.0.0.1:{free_tcp_port()}", f"tcp://127.0.0.1:{free_tcp_port()}"
     log = tmp / f"{name}.log"
     argv = [sys.executable, "-m", "streamer", "serve", *args]
@@ -107,8 +109,15 @@ def start_daemon(tmp: Path, *args: str, env: dict[str, str] | None = None, name:
         argv += ["--publish", pub, "--control", ctl]
     clean = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")}
     with log.open("w") as f:
-        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, text=True, env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})})
+        proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, text=True, env={**clean, "PYTHONUNBUFFERED": "1", **(env or {})},
+                                preexec_fn=None if soft_nofile is None else lambda: _set_soft_nofile(soft_nofile))
     return Daemon(proc, pub, ctl, log)
+
+
+def _set_soft_nofile(n: int) -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (n, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
 
 
 SMALL = ("--source", "demo", "--width", "128", "--height", "72", "--fps", "15")

@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from streamer import wire
 from streamer.bench import free_tcp_port
 from streamer.client import Subscriber
@@ -56,3 +58,37 @@ def test_a_subscription_flood_neither_grows_memory_nor_stalls_the_stream(tiny_mo
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:], strict=False)]
         assert peak - before < 64, f"RSS grew {peak - before:.0f} MB during the flood"
         assert len(arrivals) > 20 and max(gaps) < 1.5, f"longest gap {max(gaps):.2f} s over {len(arrivals)} frames"
+
+
+def test_control_stays_answerable_under_1200_idle_connections(tmp_path: Path) -> None:
+    """Idle TCP connections (a scanner, a flood) each hold a descriptor. Started at the usual soft
+    limit of 1024, the daemon ran out at ~1,000 of them and its control socket could not accept
+    for ~18 s. Now it raises its own limit (and the units set LimitNOFILE), and peers that never
+    finish the ZMTP greeting are dropped after 5 s."""
+    import resource
+    import socket
+
+    from streamer.client import request
+    from tests.service_tools import SMALL, start_daemon
+
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 4096:
+        pytest.skip(f"the hard open-file limit here is {hard}: too low to hold 1,200 connections and raise the daemon's limit")
+    own_soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    if own_soft < 1400:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(4096, hard), hard))
+    d = start_daemon(tmp_path, *SMALL, soft_nofile=1024)
+    idle: list[socket.socket] = []
+    try:
+        request(d.control, {"cmd": "status"}, timeout=60)  # up
+        host, port = d.publish[len("tcp://"):].rsplit(":", 1)
+        for _ in range(1200):
+            idle.append(socket.create_connection((host, int(port)), timeout=5))
+        t0 = time.monotonic()
+        reply = request(d.control, {"cmd": "status"}, timeout=3)
+        assert reply["ok"] and time.monotonic() - t0 < 3
+    finally:
+        for s in idle:
+            s.close()
+        d.stop()
+    assert "Traceback" not in d.output()
