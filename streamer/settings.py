@@ -133,7 +133,7 @@ def check_bindable(field: str, endpoint: str) -> None:
     fails the start as a config error, not as a crash once threads run."""
     import zmq
 
-    ctx = zmq.Context.instance()
+    ctx: zmq.Context[Any] = zmq.Context.instance()
     sock = ctx.socket(zmq.PUB)
     sock.setsockopt(zmq.LINGER, 0)
     try:
