@@ -18,6 +18,7 @@ from streamer.pipeline import Pipeline
 from streamer.stats import Stats
 
 if TYPE_CHECKING:
+    from streamer.security import CurveAuthenticator
     from streamer.service import Reloader
 
 log = logging.getLogger(__name__)
@@ -220,6 +221,14 @@ def raise_fd_limit(want: int = WANT_FDS) -> int:
     return int(soft)
 
 
+def _revoke(auth: CurveAuthenticator, pipe: Pipeline) -> None:
+    """SIGHUP's CURVE step: re-read the allow-list; if keys were removed, end every session so
+    that only allowed keys come back (libzmq checks a key only at the handshake)."""
+    if auth.reload():
+        log.info("CURVE: dropping every client's session; allowed clients reconnect by themselves")
+        pipe.drop_sessions()
+
+
 def _start_extras(stack: ExitStack, pipe: Pipeline, reloader: Reloader | None) -> None:
     """The CURVE authenticator (before any socket binds) and the metrics endpoint; closed on exit."""
     if pipe.curve is not None:
@@ -227,7 +236,7 @@ def _start_extras(stack: ExitStack, pipe: Pipeline, reloader: Reloader | None) -
 
         auth = stack.enter_context(CurveAuthenticator(pipe.ctx, pipe.curve.clients_dir))
         if reloader is not None:
-            reloader.extra.append(auth.reload)
+            reloader.extra.append(lambda: _revoke(auth, pipe))
     if pipe.cfg.metrics:
         from streamer.metrics import MetricsServer
 

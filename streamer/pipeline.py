@@ -30,7 +30,7 @@ from streamer.controls import ControlError, ControlState
 from streamer.heartbeat import Heartbeats
 from streamer.imagezmq_compat import ImageZmqPublisher, describe, imagezmq_parts
 from streamer.mailbox import Mailbox, MailboxClosed
-from streamer.publisher import HANDSHAKE_MS, Publisher
+from streamer.publisher import HANDSHAKE_MS, Publisher, rebind
 from streamer.render import attention_overlay, compose, grade
 from streamer.security import HandshakeWatch, ServerKeys
 from streamer.sources import FrameError, SourceError, open_source, parse_source
@@ -81,6 +81,7 @@ class Pipeline:
         self.ctx = ctx or zmq.Context.instance()
         self.stop_event = threading.Event()
         self.first_published = threading.Event()
+        self.sessions_epoch = 0  # ``drop_sessions`` bumps it; the publish and control threads rebind their sockets when it moves
         self.frames: Mailbox[Captured] = Mailbox("capture→infer")
         self.results: Mailbox[Inferred] = Mailbox("infer→publish")
         self._state_lock = threading.Lock()
@@ -248,9 +249,13 @@ class Pipeline:
         stabiliser = Stabiliser()  # this thread's: the history of the stream it publishes
         with Publisher(self.ctx, cfg.publish, cfg.encoding, cfg.jpeg_quality, self.curve) as pub, izmq_cm as izmq, \
                 HandshakeWatch(pub.socket, "publish", self.stats.count, self.curve is not None) as refused:
+            epoch = self.sessions_epoch
             while not self.stop_event.is_set():
                 self.heartbeats.beat("publish")
                 refused.check()
+                if epoch != self.sessions_epoch:
+                    epoch = self.sessions_epoch
+                    pub.rebind()
                 try:
                     item = self.results.get(0.05)
                 except MailboxClosed:
@@ -303,6 +308,13 @@ class Pipeline:
             s["frame_age_ms"] = round((time.monotonic() - self._last_capture) * 1000, 1)  # grows while a source is away
         return s
 
+    def drop_sessions(self) -> None:
+        """Close every peer's connection to the publish and control sockets (each thread rebinds
+        its own at its next turn). Clients reconnect by themselves and handshake again, so after
+        a CURVE key was removed from the allow-list its sessions end while the others resume
+        within ZeroMQ's reconnect interval (~0.2 s)."""
+        self.sessions_epoch += 1
+
     # -- control ------------------------------------------------------------------------
     def _control_loop(self) -> None:
         sock = self.ctx.socket(zmq.REP)
@@ -317,10 +329,14 @@ class Pipeline:
             sock.close(0)
             raise ControlError(f"cannot bind control socket to {self.cfg.control}: {e}") from e
         refused = HandshakeWatch(sock, "control", self.stats.count, self.curve is not None)
+        epoch = self.sessions_epoch
         try:
             while not self.stop_event.is_set():
                 self.heartbeats.beat("control")
                 refused.check()
+                if epoch != self.sessions_epoch:
+                    epoch = self.sessions_epoch
+                    rebind(sock, self.cfg.control)
                 if sock.poll(100):
                     # every part is read before the reply: REP refuses to send with parts unread
                     sock.send(self.handle_parts(sock.recv_multipart()))

@@ -7,6 +7,7 @@ one reads: the overlay, when every viewer takes the stylised frame only.
 
 from __future__ import annotations
 
+import errno
 import time
 from types import TracebackType
 from typing import Any, Self
@@ -109,6 +110,22 @@ def bind_pub(ctx: zmq.Context[Any], endpoint: str, what: str, curve: ServerKeys 
     return sock
 
 
+def rebind(sock: zmq.Socket[Any], endpoint: str, wait_s: float = 2.0) -> None:
+    """Unbind ``sock`` from ``endpoint`` and bind it again, on the thread that owns it: libzmq
+    closes every connection accepted there, and the peers reconnect (and handshake) anew. The
+    listener closes in libzmq's I/O thread, so the port is retried for up to ``wait_s``."""
+    sock.unbind(sock.getsockopt_string(zmq.LAST_ENDPOINT))
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            sock.bind(endpoint)
+            return
+        except zmq.ZMQError as e:
+            if e.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise PublishError(f"cannot bind {endpoint} again after dropping its sessions: {e}") from e
+            time.sleep(0.01)
+
+
 class Publisher:
     """Sends single-part wire-v1 messages; never blocks on a slow subscriber (small HWM, NOBLOCK)."""
 
@@ -131,6 +148,10 @@ class Publisher:
         assert self._sock is not None, "Publisher used outside 'with'"
         self.subscriptions.poll(self._sock)
         return self.subscriptions.wants(topic)
+
+    def rebind(self) -> None:
+        """Drop every subscriber's connection (``rebind``); they reconnect and subscribe again."""
+        rebind(self.socket, self.endpoint)
 
     @property
     def socket(self) -> zmq.Socket[Any]:

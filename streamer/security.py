@@ -158,6 +158,7 @@ class CurveAuthenticator:
     def __init__(self, ctx: zmq.Context[Any], clients_dir: Path) -> None:
         self.ctx, self.clients_dir = ctx, clients_dir
         self._auth: ThreadAuthenticator | None = None
+        self._keys: set[bytes] = set()
 
     def __enter__(self) -> Self:
         auth = ThreadAuthenticator(self.ctx, log=logging.getLogger(__name__ + ".zap"))
@@ -166,10 +167,21 @@ class CurveAuthenticator:
         self.reload()
         return self
 
-    def reload(self) -> None:
-        if self._auth is not None:
-            self._auth.configure_curve(domain="*", location=str(self.clients_dir))
-            log.info("CURVE: %d allowed client key(s) from %s", len(list(self.clients_dir.glob("*.key"))), self.clients_dir)
+    def reload(self) -> int:
+        """Read the allow-list again; returns how many keys it lost since the last read (whose
+        open sessions the caller must end: libzmq checks keys only at the handshake)."""
+        if self._auth is None:
+            return 0
+        self._auth.configure_curve(domain="*", location=str(self.clients_dir))
+        keys = set()
+        for p in self.clients_dir.glob("*.key"):
+            try:
+                keys.add(zmq.auth.load_certificate(p)[0])
+            except (OSError, ValueError):  # unreadable: not admitted either
+                log.warning("CURVE: cannot read client key %s", p)
+        removed, self._keys = len(self._keys - keys), keys
+        log.info("CURVE: %d allowed client key(s) from %s%s", len(keys), self.clients_dir, f", {removed} removed" if removed else "")
+        return removed
 
     def close(self) -> None:
         if self._auth is not None:

@@ -226,3 +226,49 @@ def test_keygen_and_ctl_with_keys_from_the_command_line(daemon: ServeConfig, key
     assert ok.returncode == 0 and '"ok": true' in ok.stdout, ok.stderr
     refused = subprocess.run([*ctl[:-2], "--timeout", "1", "status"], capture_output=True, text=True, timeout=60)  # no keys: no reply
     assert refused.returncode == 1 and "no reply" in refused.stderr
+
+
+def test_removing_a_key_and_reloading_ends_that_clients_open_sessions(keys: Keys, tmp_path: Path) -> None:
+    """DEPLOY.md's "change the folder, reload" is a revocation: before, bob's open subscriber
+    kept receiving frames and his REQ kept getting replies after his key file was removed and
+    the daemon reloaded, since libzmq checks a key only at the handshake. Now every session is
+    dropped on such a reload; alice reconnects by herself, bob's handshake fails."""
+    from streamer.service import Reloader
+
+    clients = tmp_path / "clients"
+    shutil.copytree(keys.clients_dir, clients)
+    bpub, bsec = create_keypair(tmp_path / "bob", "bob")
+    shutil.copy(bpub, clients / bpub.name)
+    bob = load_client_keys(keys.server_public, bsec)
+    cfg = ServeConfig(source="demo", width=96, height=64, fps=20, publish=f"tcp://127.0.0.1:{free_tcp_port()}",
+                      control=f"tcp://127.0.0.1:{free_tcp_port()}", curve_server_key=str(keys.server_secret), curve_clients_dir=str(clients))
+    stop, reloader = threading.Event(), Reloader(load=lambda: cfg)
+    t = threading.Thread(target=serve, args=(cfg, stop), kwargs={"reloader": reloader}, daemon=True)
+    t.start()
+    ctx = zmq.Context()
+    try:
+        a_sub, a_mon = sub_socket(ctx, cfg.publish, keys.allowed, b"frame.stylised\x00")
+        b_sub, b_mon = sub_socket(ctx, cfg.publish, bob, b"frame.stylised\x00")
+        for s in (a_sub, b_sub):
+            assert s.poll(60_000), "no frame before the reload"
+            s.recv()
+        assert request(cfg.control, {"cmd": "status"}, timeout=10, curve=bob)["ok"]
+        (clients / bpub.name).unlink()
+        reloader.requested.set()
+        assert "failed_auth" in outcomes(b_sub, b_mon, n=3, timeout_s=10)  # dropped, and refused on the way back
+        time.sleep(0.5)
+        for s in (a_sub, b_sub):  # what each still has queued from before the reload
+            while s.poll(0):
+                s.recv()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and not a_sub.poll(100):
+            pass
+        assert a_sub.poll(0), "alice did not come back"
+        assert not b_sub.poll(1500), "bob still receives frames"
+        with pytest.raises(TimeoutError):
+            request(cfg.control, {"cmd": "status"}, timeout=2, curve=bob)
+        assert request(cfg.control, {"cmd": "status"}, timeout=10, curve=keys.allowed)["ok"]
+    finally:
+        stop.set()
+        t.join(15)
+        ctx.destroy(linger=0)
