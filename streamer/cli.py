@@ -606,7 +606,8 @@ def cmd_explain(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="stylecast", description="Real-time video stylisation daemon.")
     p.add_argument("--version", action="version", version=f"stylecast {__version__}")
-    p.add_argument("--log-level", default="info")
+    p.add_argument("--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"],
+                   help="how much the log says (default: info)")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("serve", help="run the daemon")

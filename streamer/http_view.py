@@ -273,11 +273,18 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
             if not 0 < n <= MAX_REQUEST_BYTES:
                 self._send(413, json.dumps({"ok": False, "error": f"body must be 1–{MAX_REQUEST_BYTES} bytes"}).encode(), "application/json")
                 return
+            body = self.rfile.read(n)
             try:
-                reply = request(control, self.rfile.read(n), timeout=3.0)
+                json.loads(body)
+            except ValueError as e:  # not JSON (or not UTF-8): the client's mistake, said before the daemon is asked
+                self._send(400, json.dumps({"ok": False, "error": f"the body is not JSON: {e}"}).encode(), "application/json")
+                return
+            try:
+                reply = request(control, body, timeout=3.0)
             except TimeoutError as e:
-                reply = {"ok": False, "error": str(e)}
-            self._send(200, json.dumps(reply).encode(), "application/json")
+                self._send(504, json.dumps({"ok": False, "error": str(e)}).encode(), "application/json")
+                return
+            self._send(200 if reply.get("ok") else 400, json.dumps(reply).encode(), "application/json")
 
     return Handler
 

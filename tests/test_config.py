@@ -89,3 +89,10 @@ def test_sources_that_may_come_back_still_validate(tmp_path: Path) -> None:
     clip.write_bytes(b"")
     for source in ("rtsp://user:pw@10.0.0.9:554/stream1", "rtsp://[fe80::1]:8554/x", "http://cam.lan/mjpg", "7", "/dev/video3", str(clip)):
         validate(ServeConfig(source=source))  # a camera that is away is retried, as before
+
+
+def test_an_unknown_log_level_is_a_usage_error() -> None:
+    out = subprocess.run([sys.executable, "-m", "streamer", "--log-level", "LOUD", "serve", "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "invalid choice: 'loud'" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "streamer", "--help"], capture_output=True, text=True, timeout=60)
+    assert "default: info" in out.stdout

@@ -174,3 +174,15 @@ def test_slow_clients_time_out_and_cannot_hold_every_thread() -> None:
             s.close()
         stop.set()
         t.join(10)
+
+
+def test_a_bad_control_body_is_a_4xx_and_no_daemon_is_a_504() -> None:
+    _, port, stop, t = _viewer()
+    host, ctype = f"127.0.0.1:{port}", {"Content-Type": "application/json"}
+    try:
+        assert _status(port, "POST", "/control", host, ctype, b"{not json") == 400  # was 200 with ok: false
+        assert _status(port, "POST", "/control", host, ctype, b"\xff\xfe") == 400
+        assert _status(port, "POST", "/control", host, ctype, b'{"cmd": "status"}') == 504  # nobody answered in 3 s
+    finally:
+        stop.set()
+        t.join(10)
