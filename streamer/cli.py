@@ -186,6 +186,7 @@ def cmd_view(a: argparse.Namespace) -> int:
     check_endpoint("--endpoint", a.endpoint)
     if a.http:
         check_endpoint("--control", a.control)
+    curve = _client_keys(a.server_key, a.client_key)
 
     topic = TOPIC_OVERLAY if a.topic == "overlay" else TOPIC_STYLISED
     if a.http:
@@ -206,7 +207,7 @@ def cmd_view(a: argparse.Namespace) -> int:
         set_on_signal(stop, signal.SIGTERM, signal.SIGINT)
         print(f"stylecast: viewer on http://{host}:{port}/ (MJPEG at /stream.mjpg{'' if allow_control else '; control off, see --http-control'})",
               file=sys.stderr, flush=True)
-        serve_http(host, port, a.endpoint, a.control, topic, stop, allow_control, names=a.http_name or ())
+        serve_http(host, port, a.endpoint, a.control, topic, stop, allow_control, names=a.http_name or (), curve=curve)
         return EXIT_OK
     if a.out:  # before subscribing: a bad path was only found once a frame arrived, as exit 1
         from streamer.outputs import VIDEO_SUFFIXES, check_output
@@ -215,7 +216,7 @@ def cmd_view(a: argparse.Namespace) -> int:
         if not Path(a.out).resolve().parent.is_dir():
             raise ConfigError(f"--out: folder {Path(a.out).parent} does not exist")
         terminate_as_interrupt()  # SIGTERM closes the file (its index is written last), as Ctrl-C does
-    n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout)
+    n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout, curve)
     print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
     return EXIT_OK
 
@@ -643,6 +644,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "requests naming any other host are refused, which stops DNS-rebinding pages")
     s.add_argument("--http-control", action=argparse.BooleanOptionalAction, default=None,
                    help="let the --http page change the stream (default: only when --http is a loopback address; it has no login)")
+    s.add_argument("--server-key", help="CURVE: the daemon's public NAME.key (stream, and the --http page's control)")
+    s.add_argument("--client-key", help="CURVE: this client's NAME.key_secret (its NAME.key is in the daemon's curve_clients_dir)")
     s.set_defaults(func=cmd_view)
 
     s = sub.add_parser("ctl", help="send a control request")

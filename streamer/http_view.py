@@ -32,6 +32,7 @@ import cv2
 
 from streamer.client import Subscriber, request
 from streamer.controls import MAX_REQUEST_BYTES
+from streamer.security import ClientKeys
 from streamer.wire import TOPIC_STATE
 
 log = logging.getLogger(__name__)
@@ -64,8 +65,9 @@ class LatestFrame:
             return self.seq, self.jpeg
 
 
-def subscribe_loop(endpoint: str, topic: str, latest: LatestFrame, stop: threading.Event, quality: int = 80) -> None:
-    with Subscriber(endpoint, topics=[topic + "\x00", TOPIC_STATE + "\x00"]) as sub:
+def subscribe_loop(endpoint: str, topic: str, latest: LatestFrame, stop: threading.Event, quality: int = 80,
+                   curve: ClientKeys | None = None) -> None:
+    with Subscriber(endpoint, topics=[topic + "\x00", TOPIC_STATE + "\x00"], curve=curve) as sub:
         while not stop.is_set():
             msg = sub.recv(0.5)
             if msg is None:
@@ -184,7 +186,8 @@ class BoundedServer(ThreadingHTTPServer):
 
 
 def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow_control: bool = True,
-                 names: Collection[str] = (), client_timeout: float = CLIENT_TIMEOUT_S) -> type[BaseHTTPRequestHandler]:
+                 names: Collection[str] = (), client_timeout: float = CLIENT_TIMEOUT_S,
+                 curve: ClientKeys | None = None) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         server_version = "stylecast"
         timeout = client_timeout  # socketserver sets it on each connection: slow clients time out
@@ -236,7 +239,7 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
             if latest.state:
                 return latest.state
             try:
-                reply = request(control, {"cmd": "status"}, timeout=3.0)
+                reply = request(control, {"cmd": "status"}, timeout=3.0, curve=curve)
             except TimeoutError:
                 return {}
             return {"state": reply["state"], "styles": list(reply["state"]["style"])} if reply.get("ok") else {}
@@ -280,7 +283,7 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
                 self._send(400, json.dumps({"ok": False, "error": f"the body is not JSON: {e}"}).encode(), "application/json")
                 return
             try:
-                reply = request(control, body, timeout=3.0)
+                reply = request(control, body, timeout=3.0, curve=curve)
             except TimeoutError as e:
                 self._send(504, json.dumps({"ok": False, "error": str(e)}).encode(), "application/json")
                 return
@@ -290,13 +293,15 @@ def make_handler(latest: LatestFrame, control: str, stop: threading.Event, allow
 
 
 def serve_http(host: str, port: int, endpoint: str, control: str, topic: str, stop: threading.Event, allow_control: bool = True,
-               names: Collection[str] = (), timeout: float = CLIENT_TIMEOUT_S, max_clients: int = MAX_CLIENTS) -> None:
+               names: Collection[str] = (), timeout: float = CLIENT_TIMEOUT_S, max_clients: int = MAX_CLIENTS,
+               curve: ClientKeys | None = None) -> None:
     """Serve until ``stop`` is set. Binds before returning control to the subscriber thread.
     ``allow_control``: forward POST /control at all (the CLI's default: only on loopback).
-    ``names``: host names besides its addresses and ``localhost`` that clients may call it by."""
+    ``names``: host names besides its addresses and ``localhost`` that clients may call it by.
+    ``curve``: the viewer's client keys for a daemon with CURVE on (stream and control)."""
     latest = LatestFrame()
-    httpd = BoundedServer((host, port), make_handler(latest, control, stop, allow_control, names, timeout), max_clients)
-    sub = threading.Thread(target=subscribe_loop, args=(endpoint, topic, latest, stop), name="stylecast-http-sub", daemon=True)
+    httpd = BoundedServer((host, port), make_handler(latest, control, stop, allow_control, names, timeout, curve), max_clients)
+    sub = threading.Thread(target=subscribe_loop, args=(endpoint, topic, latest, stop), kwargs={"curve": curve}, name="stylecast-http-sub", daemon=True)
     sub.start()
     server = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.2}, name="stylecast-http", daemon=True)
     server.start()

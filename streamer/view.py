@@ -11,6 +11,7 @@ import numpy as np
 import numpy.typing as npt
 
 from streamer.client import Subscriber
+from streamer.security import ClientKeys
 
 U8 = npt.NDArray[np.uint8]
 
@@ -46,12 +47,13 @@ def stream_fps(t_capture: list[float], default: float = 25.0) -> float:
     return float(min(240.0, max(1.0, (len(t_capture) - 1) / (t_capture[-1] - t_capture[0]))))
 
 
-def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: float) -> int:
+def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: float, curve: ClientKeys | None = None) -> int:
     """Show (or write to ``out``) frames of ``topic``; stop after ``frames`` (0 = until closed /
     interrupted). Returns the number of frames shown or written. The file keeps its first frame's
     size: later frames of another size (``ctl mode side_by_side``) are fitted into it (``fit``),
     and its frame rate is the stream's, from the capture times of its first ``FPS_PROBE``
-    frames (``stream_fps``). Raises ViewError if no frame arrives within ``timeout`` seconds."""
+    frames (``stream_fps``). Raises ViewError if no frame arrives within ``timeout`` seconds.
+    ``curve``: this client's keys for a daemon with CURVE on."""
     writer: cv2.VideoWriter | None = None
     n, t_first, size, refitted = 0, 0.0, (0, 0), False
     pending: list[tuple[U8, float]] = []  # frames held until the rate is known (copies: ``msg.image`` is the receive buffer)
@@ -83,7 +85,7 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
             write(img)
         pending.clear()
 
-    with Subscriber(endpoint, topics=[topic + "\x00"], conflate=True) as sub:
+    with Subscriber(endpoint, topics=[topic + "\x00"], conflate=True, curve=curve) as sub:
         try:
             while frames == 0 or n < frames:
                 msg = sub.recv(timeout)

@@ -272,3 +272,37 @@ def test_removing_a_key_and_reloading_ends_that_clients_open_sessions(keys: Keys
         stop.set()
         t.join(15)
         ctx.destroy(linger=0)
+
+
+def test_view_and_the_http_viewer_talk_to_a_curve_daemon_with_keys(daemon: ServeConfig, keys: Keys, tmp_path: Path) -> None:
+    """``view`` and ``view --http`` had no key options, so neither could watch a CURVE daemon."""
+    import json
+    import urllib.request
+
+    from streamer.http_view import serve_http
+    from streamer.view import view
+
+    assert view(daemon.publish, "frame.stylised", tmp_path / "v.avi", 3, 30.0, curve=keys.allowed) == 3
+    port, stop = free_tcp_port(), threading.Event()
+    t = threading.Thread(target=serve_http, args=("127.0.0.1", port, daemon.publish, daemon.control, "frame.stylised", stop),
+                         kwargs={"curve": keys.allowed}, daemon=True)
+    t.start()
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/state", timeout=10) as r:
+                    state = json.loads(r.read())
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+        assert state.get("styles"), state
+        req = urllib.request.Request(f"{base}/control", data=json.dumps({"cmd": "set_strength", "value": 0.7}).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            assert json.loads(r.read())["state"]["strength"] == 0.7
+    finally:
+        stop.set()
+        t.join(10)
