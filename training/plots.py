@@ -41,8 +41,9 @@ def moving_average(v: npt.NDArray[np.float64], n: int) -> npt.NDArray[np.float64
     return (c[idx] - c[lo]) / (idx - lo)
 
 
-def panel(name: str, points: list[tuple[int, float]], size: tuple[int, int] = (360, 200)) -> U8:
-    """One term's curve [h, w, 3] uint8 BGR: raw values grey, moving average blue, range labelled."""
+def panel(name: str, points: list[tuple[int, float]], size: tuple[int, int] = (360, 200), x_label: str = "step") -> U8:
+    """One term's curve [h, w, 3] uint8 BGR: raw values grey, moving average blue, range labelled
+    (x is ``x_label``: a training step, or seconds for the soak tool)."""
     w, h = size
     img = np.full((h, w, 3), 255, np.uint8)
     steps = np.array([p[0] for p in points], np.float64)
@@ -61,7 +62,7 @@ def panel(name: str, points: list[tuple[int, float]], size: tuple[int, int] = (3
     cv2.polylines(img, [xy(steps, moving_average(vals, max(1, len(vals) // 20)))], False, (200, 90, 20), 2, cv2.LINE_AA)
     cv2.putText(img, name, (left, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
     cv2.putText(img, f"{lo:.3g} .. {hi:.3g}", (w - 150, 17), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (80, 80, 80), 1, cv2.LINE_AA)
-    cv2.putText(img, f"step {int(steps.min())} .. {int(steps.max())}", (left, h - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1, cv2.LINE_AA)
+    cv2.putText(img, f"{x_label} {int(steps.min())} .. {int(steps.max())}", (left, h - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.38, (80, 80, 80), 1, cv2.LINE_AA)
     return img
 
 
