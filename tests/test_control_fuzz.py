@@ -4,6 +4,7 @@ no crash, no hang, frames keep flowing."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
@@ -63,7 +64,11 @@ def live(tiny_model: Path) -> Iterator[tuple[Pipeline, zmq.Socket]]:  # type: ig
         assert not pipe.errors, pipe.errors
 
 
-@settings(max_examples=2000, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+EXAMPLES = int(os.environ.get("STYLECAST_FUZZ_EXAMPLES", "2000"))
+"""Fuzzed requests per run: 2,000 in CI; ``STYLECAST_FUZZ_EXAMPLES=20000`` for the long run."""
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 @given(raw=requests)
 def test_every_request_gets_exactly_one_reply(live: tuple[Pipeline, zmq.Socket], raw: bytes) -> None:  # type: ignore[type-arg]
     pipe, sock = live
