@@ -299,9 +299,39 @@ def cmd_ctl(a: argparse.Namespace) -> int:
 
     check_endpoint("--endpoint", a.endpoint)
     req = ctl_request(a.action, a.value)
-    reply = request(a.endpoint, req, a.timeout, curve=_client_keys(a.server_key, a.client_key))
-    print(json.dumps(reply, indent=2))
-    return EXIT_OK if reply.get("ok") else EXIT_FAIL
+    try:
+        reply = request(a.endpoint, req, a.timeout, curve=_client_keys(a.server_key, a.client_key))
+    except TimeoutError as e:
+        raise CtlFailed(f"{e}: is `stylecast serve` running (with this --endpoint, and these keys if it uses CURVE)?") from e
+    if a.json:
+        print(json.dumps(reply, indent=2))
+    if not reply.get("ok"):
+        raise CtlFailed(f"the daemon refused the request: {reply.get('error', reply)}")
+    if not a.json:
+        print(ctl_summary(req, reply))
+    return EXIT_OK
+
+
+class CtlFailed(RuntimeError):
+    """``ctl`` got no reply, or a refusal: exit 1 with one line."""
+
+
+def ctl_summary(req: dict[str, Any], reply: dict[str, Any]) -> str:
+    """One human line for a ``ctl`` reply: the state after the request (what it changed first),
+    and for ``status`` the stream's figures too."""
+    st, status = reply.get("state", {}), reply.get("status", {})
+    style = ", ".join(f"{k} {v:g}" if v < 1 else k for k, v in st.get("style", {}).items() if v > 0)
+    g = st.get("grading", {})
+    line = (f"style {style} · strength {st.get('strength', 0):g} · mode {st.get('mode')} · stabilise {st.get('stabilise', 0):g} · "
+            f"overlay {'on' if st.get('overlay_enabled', True) else 'off'} {st.get('overlay_opacity', 0):g} · "
+            f"grading b {g.get('brightness', 0):g} c {g.get('contrast', 1):g} s {g.get('saturation', 1):g}")
+    if "snapshot" in reply:
+        return f"wrote {reply['snapshot']}"
+    if req.get("cmd") == "status":
+        lat = status.get("latency_ms") or {}
+        line += (f"\nstream: {status.get('fps', 0):g} fps, latency p50 {lat.get('p50', 0):.0f} ms, source {status.get('source_state', '?')}"
+                 f", backend {status.get('backend', '?')}")
+    return line
 
 
 # -- offline ----------------------------------------------------------------------------
@@ -648,7 +678,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--client-key", help="CURVE: this client's NAME.key_secret (its NAME.key is in the daemon's curve_clients_dir)")
     s.set_defaults(func=cmd_view)
 
-    s = sub.add_parser("ctl", help="send a control request")
+    s = sub.add_parser("ctl", help="send a control request",
+                       epilog="prints the state after the request on one line (--json: the whole reply). Exit 0: done; "
+                              "1: the daemon refused the request or did not answer; 2: a bad value, refused before sending")
+    s.add_argument("--json", action="store_true", help="print the daemon's whole JSON reply")
     s.add_argument("--endpoint", default="tcp://127.0.0.1:5556")
     s.add_argument("--timeout", type=_positive_seconds, default=3.0, help="give up if no reply comes within this many s")
     s.add_argument("--server-key", help="CURVE: the daemon's public NAME.key")
@@ -791,6 +824,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except CtlFailed as e:
+        print(f"stylecast: error: {e}", file=sys.stderr)
+        return EXIT_FAIL
     except (EngineError, RuntimeError, OSError, ValueError, TimeoutError, ImportError) as e:
         print(f"stylecast: {type(e).__name__}: {e}", file=sys.stderr)
         return EXIT_FAIL

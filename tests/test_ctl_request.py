@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -89,3 +91,30 @@ def test_view_http_on_a_port_in_use_exits_2() -> None:
         port = busy.getsockname()[1]
         out = subprocess.run([sys.executable, "-m", "streamer", "view", "--http", f"127.0.0.1:{port}"], capture_output=True, text=True, timeout=20)
     assert out.returncode == 2 and "--http" in out.stderr and "in use" in out.stderr, out.stderr
+
+
+def test_ctl_prints_one_line_refusals_as_one_error_line_and_no_daemon_says_so(tiny_model: Path) -> None:
+    """It printed the whole ~50-line reply for every set command, a refusal as 3-line JSON, and a
+    bare TimeoutError with no daemon."""
+    from dataclasses import replace
+
+    from streamer.bench import free_tcp_port
+    from streamer.config import ServeConfig
+    from streamer.daemon import build_pipeline
+    from tests.service_tools import running
+
+    cfg = replace(ServeConfig(model=str(tiny_model), width=96, height=64, fps=20),
+                  publish=f"tcp://127.0.0.1:{free_tcp_port()}", control=f"tcp://127.0.0.1:{free_tcp_port()}")
+
+    def ctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "streamer", "ctl", "--endpoint", cfg.control, *args], capture_output=True, text=True, timeout=60)
+
+    with running(build_pipeline(cfg)):
+        out = ctl("stabilise", "0.3")
+        assert out.returncode == 0 and out.stdout.count("\n") == 1 and "stabilise 0.3" in out.stdout, out.stdout  # the state after
+        out = ctl("style", "nosuch")
+        assert out.returncode == 1 and out.stderr.startswith("stylecast: error: the daemon refused the request") and out.stderr.count("\n") == 1
+        out = ctl("--json", "strength", "0.5")
+        assert out.returncode == 0 and json.loads(out.stdout)["state"]["strength"] == 0.5
+    out = ctl("--timeout", "1", "status")
+    assert out.returncode == 1 and "no reply from" in out.stderr and "is `stylecast serve` running" in out.stderr and "Traceback" not in out.stderr
