@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -94,6 +95,22 @@ def _serve_config(a: argparse.Namespace) -> Any:
     return resolve(Path(a.config) if a.config else None, overrides)
 
 
+def own_command() -> str:
+    """How the user can run this program again from here: ``stylecast`` when that is on PATH,
+    else the path it was started by (``.venv/bin/stylecast`` after ``make run``), else
+    ``python -m streamer`` with this interpreter."""
+    exe = Path(sys.argv[0])
+    if exe.name != "stylecast":
+        return f"{sys.executable} -m streamer"
+    on_path = shutil.which("stylecast")
+    if on_path and Path(on_path).resolve() == exe.resolve():
+        return "stylecast"
+    try:
+        return str(exe.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(exe.resolve())
+
+
 def cmd_serve(a: argparse.Namespace) -> int:
     from streamer.config import validate
     from streamer.daemon import check_model_runs, model_info, planned_backend, serve, with_model
@@ -116,9 +133,12 @@ def cmd_serve(a: argparse.Namespace) -> int:
     set_on_signal(reloader.requested, signal.SIGHUP)
 
     def ready(pipe: Any) -> None:
-        print(f"stylecast: publishing on {cfg.publish} (control {cfg.control}); watch with:\n"
-              f"  stylecast view --endpoint {cfg.publish} --out out.mp4 --frames 100\n"
-              f"  stylecast ctl --endpoint {cfg.control} style {pipe.styles[-1]}", file=sys.stderr, flush=True)
+        me = own_command()
+        izmq = f", imagezmq on {cfg.imagezmq}" if cfg.imagezmq else ""
+        print(f"stylecast: publishing on {cfg.publish} (control {cfg.control}{izmq}); watch with:\n"
+              f"  {me} view --http 127.0.0.1:8080 --endpoint {cfg.publish} --control {cfg.control}   (then open http://127.0.0.1:8080/)\n"
+              f"  {me} view --endpoint {cfg.publish} --out out.mp4 --frames 100\n"
+              f"  {me} ctl --endpoint {cfg.control} style {pipe.styles[-1]}", file=sys.stderr, flush=True)
 
     serve(cfg, stop, on_ready=ready, reloader=reloader)
     log.info("stopped")

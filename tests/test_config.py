@@ -96,3 +96,29 @@ def test_an_unknown_log_level_is_a_usage_error() -> None:
     assert out.returncode == 2 and "invalid choice: 'loud'" in out.stderr
     out = subprocess.run([sys.executable, "-m", "streamer", "--help"], capture_output=True, text=True, timeout=60)
     assert "default: info" in out.stdout
+
+
+def test_the_start_banner_prints_commands_that_run_as_shown(tmp_path: Path) -> None:
+    """After ``make run`` the venv is not activated: the banner said ``stylecast view …``, which
+    is not on PATH. Each printed command must run as printed, from the same folder."""
+    import os
+    import shlex
+
+    repo = Path(__file__).resolve().parents[1]
+    exe = repo / ".venv" / "bin" / "stylecast"
+    if not exe.is_file():
+        pytest.skip("no .venv/bin/stylecast (make's venv) here")
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"  # as a fresh shell after make run: the venv not on PATH
+    from streamer.bench import free_tcp_port
+
+    out = subprocess.run([str(exe.relative_to(repo)), "serve", "--max-frames", "3", "--width", "96", "--height", "64",
+                          "--publish", f"tcp://127.0.0.1:{free_tcp_port()}", "--control", f"tcp://127.0.0.1:{free_tcp_port()}"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-500:]
+    commands = [ln.strip().split("   (")[0] for ln in out.stderr.splitlines() if ln.startswith("  .venv/bin/stylecast ")]
+    assert len(commands) == 3, out.stderr
+    for cmd in commands:
+        argv = shlex.split(cmd)
+        help_out = subprocess.run([*argv[:2], "--help"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
+        assert help_out.returncode == 0, (cmd, help_out.stderr)
