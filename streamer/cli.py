@@ -95,6 +95,20 @@ def _serve_config(a: argparse.Namespace) -> Any:
     return resolve(Path(a.config) if a.config else None, overrides)
 
 
+def need_torch(command: str, module: str = "torch") -> None:
+    """ConfigError (exit 2) saying what to install when ``command`` needs PyTorch and this install
+    has none: a base install gave a bare ModuleNotFoundError (exit 1)."""
+    import importlib
+
+    try:
+        importlib.import_module(module)  # the command imports it next anyway
+    except ImportError as e:
+        from streamer.config import ConfigError
+
+        raise ConfigError(f"'stylecast {command}' needs PyTorch, which this install lacks: pip install 'stylecast[train]' "
+                          f"(in a clone: make test sets up .venv with it)") from e
+
+
 def own_command() -> str:
     """How the user can run this program again from here: ``stylecast`` when that is on PATH,
     else the path it was started by (``.venv/bin/stylecast`` after ``make run``), else
@@ -385,6 +399,7 @@ def cmd_contact_sheet(a: argparse.Namespace) -> int:
         paintings = {k: img.astype(np.uint8) for k, paths in refs.items() if paths and (img := cv2.imread(str(paths[0]), cv2.IMREAD_COLOR)) is not None}
         reference = None
         if a.reference:
+            need_torch("contact-sheet --reference")
             from training.reference import reference_renderer  # torch: the 'train' extra
 
             reference = reference_renderer(refs)
@@ -443,6 +458,7 @@ def cmd_bench(a: argparse.Namespace) -> int:
     result = run_bench(cfg, a.seconds, a.warmup)
     print(format_table(result))
     if a.compare_baseline:
+        need_torch("bench --compare-baseline")
         import tempfile
 
         from streamer.bench import compare_models
@@ -475,6 +491,7 @@ def _name_weights(items: list[str]) -> dict[str, float]:
 
 
 def cmd_train(a: argparse.Namespace) -> int:
+    need_torch("train")
     from streamer.config import ConfigError
     from training.config import TrainConfig
     from training.preflight import PreflightError, preflight
@@ -538,6 +555,7 @@ def _train_recipe(base: TrainConfig, a: argparse.Namespace) -> int:
 
 
 def cmd_export(a: argparse.Namespace) -> int:
+    need_torch("export")
     from training.export import export_checkpoint
 
     out = export_checkpoint(Path(a.checkpoint), Path(a.output), use_ema=not a.no_ema)
@@ -558,6 +576,7 @@ def _image_folder(folder: str, flag: str) -> list[Path]:
 
 
 def cmd_evaluate(a: argparse.Namespace) -> int:
+    need_torch("evaluate")
     import engines
     from streamer.config import ConfigError, default_model_path
     from training import evaluate as ev
@@ -643,6 +662,7 @@ def _image_scores_line(name: str, s: dict[str, Any]) -> str:
 
 
 def cmd_explain(a: argparse.Namespace) -> int:
+    need_torch("explain")
     from streamer.config import default_model_path
     from training.explain import explain
     from training.export import generator_weights_path

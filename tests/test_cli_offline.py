@@ -7,6 +7,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pytest
 
 from tests.test_sources import write_clip
 
@@ -169,3 +170,12 @@ def test_contact_sheet_refuses_bad_outputs_and_cells(tiny_model: Path, tmp_path:
         out = _cli("contact-sheet", *args, "--model", str(tiny_model))
         assert out.returncode == 2 and words in out.stderr and "Traceback" not in out.stderr, (args, out.stderr)
     assert [x.name for x in tmp_path.iterdir()] == ["p.png"]
+
+
+@pytest.mark.parametrize("argv", [["train", "--content", "x", "--style", "y"], ["export", "a.pt", "b.onnx"], ["evaluate", "--motion-clips", "x"],
+                                  ["explain", "p.jpg", "--out", "o"]])
+def test_torch_commands_in_a_base_install_say_what_to_install(argv: list[str]) -> None:
+    """In a base install they died with a bare ModuleNotFoundError (exit 1)."""
+    code = f"import sys; sys.modules['torch'] = None; from streamer.cli import main; sys.exit(main({argv!r}))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs PyTorch" in out.stderr and "stylecast[train]" in out.stderr and "Traceback" not in out.stderr, out.stderr[-400:]
