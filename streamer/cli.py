@@ -39,34 +39,44 @@ def _setup_logging(level: str) -> None:
 
 
 # -- serve ------------------------------------------------------------------------------
+def _arg(p: argparse.ArgumentParser, *names: str, **kw: Any) -> None:
+    """``p.add_argument`` with the config's default named in the help: serve's flags default to
+    None at parse time (so that only the flags given override a --config file), which argparse's
+    own "%(default)s" would print."""
+    if kw.get("help") is not None and kw.get("default") not in (None, "") and "default" not in kw["help"]:
+        kw["help"] += f" (default: {kw['default']})"
+    p.add_argument(*names, **kw)
+
+
 def _add_serve_args(p: argparse.ArgumentParser) -> None:
-    from streamer.config import ServeConfig
+    from streamer.config import BACKENDS, ServeConfig
 
     d = ServeConfig()
-    p.add_argument("--source", default=d.source, help="demo | video file | webcam index or /dev/videoN | rtsp:// URL")
-    p.add_argument("--model", default=d.model, help="exported .onnx (sidecar .json beside it); default: the bundled model")
-    p.add_argument("--backend", default=d.backend, help="auto | onnxruntime | tensorrt | null (pass-through: no model runs)")
-    p.add_argument("--threads", type=int, default=d.threads, help="inference threads (0 = one per core)")
-    p.add_argument("--width", type=int, default=d.width)
-    p.add_argument("--height", type=int, default=d.height)
-    p.add_argument("--fps", type=float, default=d.fps, help="pacing of the demo source")
-    p.add_argument("--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
-    p.add_argument("--control", default=d.control, help="REP endpoint for control requests (loopback only, unless CURVE is on)")
-    p.add_argument("--snapshot-dir", default=d.snapshot_dir, help="folder for snapshots taken with 'stylecast ctl snapshot' (default: $STATE_DIRECTORY/snapshots under systemd, else ~/.local/state/stylecast/snapshots; at most 500 images, 1 GiB)")
-    p.add_argument("--imagezmq", default=d.imagezmq, help="also publish stylised frames in imagezmq's PUB/SUB shape here (e.g. tcp://127.0.0.1:5557)")
-    p.add_argument("--style", default=d.style, help="initial style name (default: the model's first)")
-    p.add_argument("--strength", type=float, default=d.strength)
-    p.add_argument("--overlay-opacity", type=float, default=d.overlay_opacity)
-    p.add_argument("--stabilise", type=float, default=d.stabilise,
-                   help=f"weight (0–0.95) of the previous output, moved with the camera, where the scene agrees: less shimmer; 0 = off (default {d.stabilise})")
-    p.add_argument("--no-overlay", dest="publish_overlay", action="store_false", help="do not publish attention overlays")
-    p.add_argument("--encoding", default=d.encoding, help="raw | jpeg")
-    p.add_argument("--jpeg-quality", type=int, default=d.jpeg_quality)
-    p.add_argument("--max-frames", type=int, default=d.max_frames, help="stop after this many frames (0 = run until stopped)")
-    p.add_argument("--source-timeout", type=float, default=d.source_timeout, help="open/read timeout of network sources, s")
-    p.add_argument("--curve-server-key", help="CURVE: this daemon's NAME.key_secret (from 'stylecast keygen'); encrypts stream and control")
-    p.add_argument("--curve-clients-dir", help="CURVE: folder of allowed clients' public NAME.key files")
-    p.add_argument("--metrics", help="serve Prometheus metrics on HOST:PORT (needs the 'metrics' extra)")
+    _arg(p, "--source", default=d.source, help="demo | video file | webcam index or /dev/videoN | rtsp:// URL")
+    _arg(p, "--model", default=d.model, help="exported .onnx (sidecar .json beside it); default: the bundled model")
+    _arg(p, "--backend", default=d.backend, choices=BACKENDS,
+                   help="auto: TensorRT where it works, else ONNX Runtime; null: pass-through, no model runs")
+    _arg(p, "--threads", type=int, default=d.threads, help="inference threads (0 = one per core)")
+    _arg(p, "--width", type=int, default=d.width, help="processing width, px: frames are resized to it")
+    _arg(p, "--height", type=int, default=d.height, help="processing height, px")
+    _arg(p, "--fps", type=float, default=d.fps, help="pacing of the demo source")
+    _arg(p, "--publish", default=d.publish, help="PUB endpoint for frames, overlays, stats")
+    _arg(p, "--control", default=d.control, help="REP endpoint for control requests (loopback only, unless CURVE is on)")
+    _arg(p, "--snapshot-dir", default=d.snapshot_dir, help="folder for snapshots taken with 'stylecast ctl snapshot' (default: $STATE_DIRECTORY/snapshots under systemd, else ~/.local/state/stylecast/snapshots; at most 500 images, 1 GiB)")
+    _arg(p, "--imagezmq", default=d.imagezmq, help="also publish stylised frames in imagezmq's PUB/SUB shape here (e.g. tcp://127.0.0.1:5557)")
+    _arg(p, "--style", default=d.style, help="initial style name (default: the model's first)")
+    _arg(p, "--strength", type=float, default=d.strength, help="0 = the camera's frame, 1 = the full style (live: ctl strength)")
+    _arg(p, "--overlay-opacity", type=float, default=d.overlay_opacity, help="0–1: the attention overlay over the frame (live: ctl overlay)")
+    _arg(p, "--stabilise", type=float, default=d.stabilise,
+                   help="weight (0–0.95) of the previous output, moved with the camera, where the scene agrees: less shimmer; 0 = off")
+    _arg(p, "--no-overlay", dest="publish_overlay", action="store_false", help="do not publish attention overlays")
+    _arg(p, "--encoding", default=d.encoding, choices=["raw", "jpeg"], help="frames on the wire: raw pixels, or JPEG (smaller, costs an encode)")
+    _arg(p, "--jpeg-quality", type=int, default=d.jpeg_quality, help="1–100, with --encoding jpeg")
+    _arg(p, "--max-frames", type=int, default=d.max_frames, help="stop after this many frames (0 = run until stopped)")
+    _arg(p, "--source-timeout", type=float, default=d.source_timeout, help="open/read timeout of network sources, s")
+    _arg(p, "--curve-server-key", help="CURVE: this daemon's NAME.key_secret (from 'stylecast keygen'); encrypts stream and control")
+    _arg(p, "--curve-clients-dir", help="CURVE: folder of allowed clients' public NAME.key files")
+    _arg(p, "--metrics", help="serve Prometheus metrics on HOST:PORT (needs the 'metrics' extra)")
     _add_trt_args(p)
 
 

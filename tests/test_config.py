@@ -122,3 +122,15 @@ def test_the_start_banner_prints_commands_that_run_as_shown(tmp_path: Path) -> N
         argv = shlex.split(cmd)
         help_out = subprocess.run([*argv[:2], "--help"], cwd=repo, env=env, capture_output=True, text=True, timeout=60)
         assert help_out.returncode == 0, (cmd, help_out.stderr)
+
+
+def test_serve_help_gives_every_flag_a_default_and_choices() -> None:
+    out = subprocess.run([sys.executable, "-m", "streamer", "serve", "--help"], capture_output=True, text=True, timeout=60)
+    text = " ".join(out.stdout.split())
+    for flag, shown in (("--width", "(default: 640)"), ("--height", "(default: 360)"), ("--strength", "(default: 1.0)"),
+                        ("--overlay-opacity", "(default: 0.5)"), ("--backend {auto,onnxruntime,tensorrt,null}", "(default: auto)"),
+                        ("--encoding {raw,jpeg}", "(default: raw)"), ("--stabilise", "(default: 0.6)")):
+        assert flag in text and shown in text.split(flag, 2)[-1][:300], (flag, shown)
+    assert "(default: None)" not in text
+    bad = subprocess.run([sys.executable, "-m", "streamer", "serve", "--backend", "gpu", "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "invalid choice: 'gpu'" in bad.stderr
