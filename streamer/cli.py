@@ -551,7 +551,8 @@ def _train_recipe(base: TrainConfig, a: argparse.Namespace) -> int:
     folder = Path(a.out) if a.out else Path("runs") / f"recipe-{base.run_tag()}"
     try:
         plan = stage_configs(base, folder, recipe_stages(), a.recipe_scale)
-        preflight(replace(plan[-1][1], teacher=base.teacher))  # images, styles, the per-style tables the last stages use, the teacher's styles
+        polish = next(cfg for st, cfg in plan if st.name == "polish")
+        preflight(replace(polish, teacher=base.teacher))  # images, styles, the per-style edge table (only the polish uses it), the teacher's styles
         if a.dry_run:
             print(json.dumps({"folder": str(folder), "stages": describe(base, plan)}, indent=2))
             return EXIT_OK

@@ -28,7 +28,7 @@ def _base(**kw: object) -> TrainConfig:
 
 def test_the_recipe_trains_the_quality_tier_polishes_it_then_the_fast_one(tmp_path: Path) -> None:
     """The quality tier without the temporal or edge loss, its polish from those weights with the
-    user's edge weights, then the fast tier with both; each keeps the user's own options (data,
+    user's edge weights, then the fast tier with the temporal loss (the teacher carries the edges); each keeps the user's own options (data,
     styles, crop, per-style weights, seed) and gets its folder."""
     base = _base()
     plan = stage_configs(base, tmp_path, recipe_stages())
@@ -36,10 +36,10 @@ def test_the_recipe_trains_the_quality_tier_polishes_it_then_the_fast_one(tmp_pa
     (q_st, q), (p_st, p), (f_st, f) = plan
     assert (q.tier, q.w_temporal) == ("quality", 0.0) and (f.tier, f.w_temporal) == ("fast", FAST_TEMPORAL) and FAST_TEMPORAL > 0
     assert (p.tier, p.w_temporal) == ("quality", 0.0)
-    assert (q.w_edge, q.edge_style_weights) == (0.0, {}) and p.edge_style_weights == f.edge_style_weights == base.edge_style_weights
+    assert (q.w_edge, q.edge_style_weights) == (f.w_edge, f.edge_style_weights) == (0.0, {}) and p.edge_style_weights == base.edge_style_weights
     assert (q.steps, p.steps, f.steps) == (q_st.steps, p_st.steps, f_st.steps) and q.steps > f.steps >= 1000 > p.steps  # the table's counts
-    # no edge weight given: the later stages get the recipe's
-    assert [c.w_edge for _, c in stage_configs(TrainConfig(content="c", styles=("a.jpg",)), tmp_path, recipe_stages())] == [0.0, POLISH_EDGE, POLISH_EDGE]
+    # no edge weight given: the polish gets the recipe's
+    assert [c.w_edge for _, c in stage_configs(TrainConfig(content="c", styles=("a.jpg",)), tmp_path, recipe_stages())] == [0.0, POLISH_EDGE, 0.0]
     for st, cfg in plan:
         assert Path(cfg.out) == tmp_path / st.name and cfg.resume is None and cfg.init is None and cfg.teacher is None  # run_recipe fills them
         mine = json.loads(cfg.to_json())

@@ -11,7 +11,8 @@ polish       500  the same generator from those weights with the edge loss on (`
                   ``--w-edge-style``; ``POLISH_EDGE`` when neither is given): the photo's
                   outlines come back, so the subject stays readable under the strokes
 fast        3000  the fast generator (laptop CPU), distilled from the polished quality one,
-                  light temporal loss, the same edge loss
+                  light temporal loss, no edge loss of its own: the teacher carries the
+                  outlines (with its own, the Great Wave's texture share fell from 45 to 35 %)
 =========  =====  ===========================================================================
 
 ``recipe_stages`` is that table as data and ``run_recipe`` runs it for the user's own styles,
@@ -66,11 +67,11 @@ camera moves, far below the 500 that made the first bundled models colour grades
 
 
 POLISH_EDGE = 6.0
-"""The polish and fast stages' edge-loss weight when the user gives none (``--w-edge``). Measured
+"""The polish stage's edge-loss weight when the user gives none (``--w-edge``). Measured
 on the bundled styles (docs/MODEL.md): edge F1 0.46–0.48 → 0.50–0.54 in 400 steps."""
 
 EDGE_FIELDS = frozenset({"w_edge", "edge_style_weights"})
-"""The user's edge weights: the quality stage runs without them, the later stages with them."""
+"""The user's edge weights: only the polish stage trains with them."""
 
 
 def recipe_stages(temporal: bool = True) -> list[Stage]:
@@ -78,14 +79,15 @@ def recipe_stages(temporal: bool = True) -> list[Stage]:
     return [
         Stage("quality", 3500, "new", {"tier": "quality", "w_temporal": 0.0, "w_edge": 0.0, "edge_style_weights": {}}),
         Stage("polish", 500, "init", {"tier": "quality", "w_temporal": 0.0, "sample_every": 250}),
-        Stage("fast", 3000, "new", {"tier": "fast", "w_temporal": FAST_TEMPORAL if temporal else 0.0, "sample_every": 500}),
+        Stage("fast", 3000, "new", {"tier": "fast", "w_temporal": FAST_TEMPORAL if temporal else 0.0, "sample_every": 500,
+                                    "w_edge": 0.0, "edge_style_weights": {}}),
     ]
 
 
 STAGE_FIELDS = frozenset({"steps", "out", "resume", "init", "teacher"} | {k for s in recipe_stages() for k in s.options})
 """TrainConfig fields the stages set. A recipe's base may set none of them but ``out`` (the
 recipe's folder, not the base's), ``teacher`` (a trained teacher: its stage is skipped) and the
-``EDGE_FIELDS`` (the later stages' edge weights)."""
+``EDGE_FIELDS`` (the polish stage's edge weights)."""
 
 
 def check_base(user_set: set[str]) -> None:
@@ -104,8 +106,8 @@ def stage_configs(base: TrainConfig, folder: Path, stages: list[Stage], scale: f
     and ``teacher`` are left for ``run_recipe`` to fill in once the previous stage exists; the
     configs are built here, before anything trains, so that a bad option fails in seconds, not
     an hour in. With ``base.teacher`` (a trained quality model) the quality stage is dropped and
-    the later ones start from and distil from it. Without edge weights in ``base`` the later
-    stages get ``POLISH_EDGE``."""
+    the later ones start from and distil from it. Without edge weights in ``base`` the polish
+    stage gets ``POLISH_EDGE``."""
     if not 0 < scale <= 1:
         raise RecipeError(f"recipe scale must be > 0 and ≤ 1, got {scale}")
     if base.w_edge == 0 and not base.edge_style_weights:
