@@ -17,9 +17,11 @@ from typing import Any
 
 import numpy as np
 
+from streamer.client import Subscriber
 from streamer.config import ServeConfig
 from streamer.daemon import build_pipeline
 from streamer.stats import Stats, summarise
+from streamer.wire import TOPIC_OVERLAY, TOPIC_STYLISED
 
 log = logging.getLogger(__name__)
 
@@ -47,12 +49,31 @@ def free_tcp_port() -> int:
     raise OSError("no loopback TCP port left that this process has not already been given")
 
 
-def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]:
-    """Run ``cfg`` (its endpoints replaced by free loopback ports) for warmup + seconds."""
+SUBSCRIBE: dict[str, tuple[str, ...]] = {"stylised": (TOPIC_STYLISED,), "overlay": (TOPIC_OVERLAY,), "both": (TOPIC_STYLISED, TOPIC_OVERLAY), "none": ()}
+"""What the bench's own subscriber reads (``--subscribe``): the daemon encodes and sends only
+what someone subscribed to, so a bench with no subscriber would leave publishing out."""
+
+
+def _viewer(endpoint: str, topics: tuple[str, ...], stop: threading.Event, received: list[float]) -> None:
+    """A subscriber as a viewer is one: every message of ``topics`` received and parsed; the
+    monotonic receive time of each appended to ``received``."""
+    with Subscriber(endpoint, topics=[t + "\x00" for t in topics]) as sub:
+        while not stop.is_set():
+            if sub.recv(0.2) is not None:
+                received.append(time.monotonic())
+
+
+def run_bench(cfg: ServeConfig, seconds: float, warmup: float, subscribe: str = "stylised") -> dict[str, Any]:
+    """Run ``cfg`` (its endpoints replaced by free loopback ports) for warmup + seconds, with a
+    subscriber in this process reading the ``SUBSCRIBE[subscribe]`` topics."""
     cfg = replace(cfg, publish=f"tcp://127.0.0.1:{free_tcp_port()}", control=f"tcp://127.0.0.1:{free_tcp_port()}", max_frames=0)
     stats = Stats(window=100_000)
     pipe = build_pipeline(cfg, stats)
     t_start = [0.0]
+    received: list[float] = []
+    done = threading.Event()
+    if SUBSCRIBE[subscribe]:
+        threading.Thread(target=_viewer, args=(cfg.publish, SUBSCRIBE[subscribe], done, received), name="stylecast-bench-viewer", daemon=True).start()
 
     def stopper() -> None:
         if not pipe.first_published.wait(120):
@@ -64,8 +85,12 @@ def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]
         pipe.stop()
 
     threading.Thread(target=stopper, daemon=True).start()
-    pipe.run()
+    try:
+        pipe.run()
+    finally:
+        done.set()
     t_end = time.monotonic()
+    got = [t for t in received if t_start[0] <= t <= t_end]
     frames = [f for f in stats.timings() if f.t_publish >= t_start[0]]
     if not frames:
         raise RuntimeError("no frames were published during the measurement")
@@ -77,6 +102,8 @@ def run_bench(cfg: ServeConfig, seconds: float, warmup: float) -> dict[str, Any]
         **summarise(frames),
         "infer_ms_p95": round(float(np.percentile([f.infer_ms for f in frames], 95)), 2),
         "drops": {"capture": pipe.frames.dropped, "infer": pipe.results.dropped},
+        "subscribed": list(SUBSCRIBE[subscribe]),
+        "received_fps": round(len(got) / (t_end - t_start[0]), 2) if SUBSCRIBE[subscribe] else None,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": _cores(), "python": platform.python_version()},
     }
     return result
@@ -102,10 +129,10 @@ def device_name(backend: str | None) -> str:
     return f"CPU {platform.processor() or platform.machine()} ({_cores()} cores)"
 
 
-def run_bench_sizes(cfg: ServeConfig, sizes: list[tuple[int, int]], seconds: float, warmup: float) -> dict[str, Any]:
+def run_bench_sizes(cfg: ServeConfig, sizes: list[tuple[int, int]], seconds: float, warmup: float, subscribe: str = "stylised") -> dict[str, Any]:
     """``run_bench`` at each (width, height): engine latency (infer stage median/p95 ms, which
     includes the host↔device copies) and end-to-end fps, with the device name."""
-    runs = [run_bench(replace(cfg, width=w, height=h), seconds, warmup) for w, h in sizes]
+    runs = [run_bench(replace(cfg, width=w, height=h), seconds, warmup, subscribe) for w, h in sizes]
     backend = runs[0]["backend"] if runs else cfg.backend
     return {"backend": backend, "device": device_name(backend), "model": str(cfg.model_path), "runs": runs}
 
@@ -130,7 +157,7 @@ def format_table(r: dict[str, Any]) -> str:
         f"stylecast bench: {r['source']} {r['size'][0]}x{r['size'][1]}, backend {r['backend']}, stabilise {r.get('stabilise', 0)}, {r['frames']} frames in {r['seconds']} s",
         "stage      median ms",
         *(f"{k:<10} {v:>9.2f}" for k, v in st.items()),
-        f"end-to-end fps        {r['fps']}",
+        f"end-to-end fps        {r['fps']}" + (f" (received by the subscriber: {r['received_fps']} msg/s of {', '.join(r['subscribed'])})" if r.get("subscribed") else " (no subscriber)"),
         f"latency p50 / p95 ms  {lat.get('p50')} / {lat.get('p95')}",
         f"drops (capture/infer) {r['drops']['capture']} / {r['drops']['infer']}",
     ]

@@ -460,12 +460,12 @@ def cmd_bench(a: argparse.Namespace) -> int:
     if sizes:
         for w, h in sizes:
             validate(ServeConfig(**{**cfg.to_dict(), "width": w, "height": h}))
-        multi = run_bench_sizes(cfg, sizes, a.seconds, a.warmup)
+        multi = run_bench_sizes(cfg, sizes, a.seconds, a.warmup, a.subscribe)
         print(format_sizes_table(multi))
         if report:
             report.write_text(json.dumps(multi, indent=2) + "\n")
         return EXIT_OK
-    result = run_bench(cfg, a.seconds, a.warmup)
+    result = run_bench(cfg, a.seconds, a.warmup, a.subscribe)
     print(format_table(result))
     if a.compare_baseline:
         need_torch("bench --compare-baseline")
@@ -776,6 +776,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--warmup", type=_seconds_or_zero, default=2.0, help="run this long before measuring, s (0 = no warm-up)")
     s.add_argument("--stabilise", type=float, default=DEFAULT_HISTORY, help=f"the stabiliser's history weight, as the daemon's (default {DEFAULT_HISTORY}; 0 = off)")
     s.add_argument("--json", help="also write the results as JSON here")
+    s.add_argument("--subscribe", choices=["stylised", "overlay", "both", "none"], default="stylised",
+                   help="what the bench's own subscriber reads (the daemon sends only what is subscribed to; default: stylised)")
     s.add_argument("--compare-baseline", action="store_true", help="also time a Johnson TransformerNet exported the same way (needs torch)")
     s.add_argument("--iters", type=_at_least_one, default=30, help="frames per model for --compare-baseline")
     s.add_argument("--sizes", default="", help="WxH,WxH,…: measure each size (default with --backend tensorrt: 640x360,1280x720,1920x1080)")

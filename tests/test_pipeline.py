@@ -162,6 +162,9 @@ def test_bench_reports_every_figure(tiny_model: Path) -> None:
     r = run_bench(_cfg(tiny_model), seconds=1.0, warmup=0.3)
     assert set(r["stage_ms"]) == {"capture", "infer", "render", "publish"}
     assert r["frames"] > 1 and r["fps"] > 0 and r["latency_ms"]["p95"] >= r["latency_ms"]["p50"] > 0
+    # its own subscriber read the stylised frames: a bench with none measured no encoding or sending
+    assert r["subscribed"] == ["frame.stylised"] and r["received_fps"] > 0
+    assert run_bench(_cfg(tiny_model), seconds=0.5, warmup=0.2, subscribe="none")["received_fps"] is None
 
 
 def test_the_null_backend_passes_the_frame_through(tiny_model: Path) -> None:
