@@ -66,7 +66,7 @@ def test_metrics_endpoint(tmp_path: Path) -> None:
 
 def test_reconnects_counted(tmp_path: Path) -> None:
     port = free_tcp_port()
-    cfg = ServeConfig(source=str(tmp_path / "missing.mp4"), width=96, height=64, publish=f"tcp://127.0.0.1:{free_tcp_port()}",
+    cfg = ServeConfig(source=f"rtsp://127.0.0.1:{free_tcp_port()}/nobody", source_timeout=1.0, width=96, height=64, publish=f"tcp://127.0.0.1:{free_tcp_port()}",
                       control=f"tcp://127.0.0.1:{free_tcp_port()}", metrics=f"127.0.0.1:{port}")
     stop = threading.Event()
     t = threading.Thread(target=serve, args=(cfg, stop), daemon=True)
