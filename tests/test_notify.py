@@ -151,12 +151,13 @@ def _tiny_video(path: Path, n: int = 20) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("source", ["rtsp", "missing_file"])
+@pytest.mark.parametrize("source", ["rtsp", "unreadable_file"])
 def test_reconnecting_source_keeps_pinging(tmp_path: Path, source: str) -> None:
     with socket.socket() as s:  # a loopback port nobody listens on: connection refused, every time
         s.bind(("127.0.0.1", 0))
         closed = s.getsockname()[1]
     video = tmp_path / "cam.avi"
+    video.write_bytes(b"")  # there, but not a video yet (a file that is missing at start is a config error)
     url = f"rtsp://127.0.0.1:{closed}/cam" if source == "rtsp" else str(video)
     listener = NotifyListener(tmp_path / "notify.sock")
     d = start_daemon(tmp_path, "--source", url, "--width", "128", "--height", "72", "--source-timeout", "0.2",
@@ -168,7 +169,7 @@ def test_reconnecting_source_keeps_pinging(tmp_path: Path, source: str) -> None:
         gaps = np.diff(pings)
         assert len(pings) >= 8 and gaps.max() < W_S / 3 + 0.4, f"pings {len(pings)}, largest gap {gaps.max():.2f} s"
         assert not listener.times("READY"), "no frame yet: READY must wait"
-        if source == "missing_file":  # the camera comes back: frames and READY follow
+        if source == "unreadable_file":  # the file becomes a video: frames and READY follow
             _tiny_video(video)
             listener.wait_for("READY", 30)
             listener.poll(1.5)

@@ -59,7 +59,7 @@ def test_auto_falls_back_to_onnxruntime_when_tensorrt_fails_its_trial_frame(tiny
     caplog.set_level(logging.INFO, "streamer.daemon")
     name, options = resolve_backend(cfg)
     assert name == "onnxruntime" and options["provider"] == "auto"
-    why = "TypeError: execute_async_v3()" if failure == "exception" else "trial frame 128x96: output (48, 128, 3)"
+    why = "TypeError: execute_async_v3()" if failure == "exception" else "output 'output': expected uint8 [1, 96, 128, 3], got uint8 [1, 48, 128, 3]"
     assert any("backend auto → onnxruntime" in r.message and why in r.message for r in caplog.records)
 
 
