@@ -47,6 +47,33 @@ def stream_fps(t_capture: list[float], default: float = 25.0) -> float:
     return float(min(240.0, max(1.0, (len(t_capture) - 1) / (t_capture[-1] - t_capture[0]))))
 
 
+class Timeline:
+    """Frames placed on a constant-rate timeline by their capture time, so a recording plays
+    at the speed it was captured: frame ``i`` of the file shows the stream at ``t0 + i / fps``.
+
+    ``place(t)`` → how many slots to fill before this frame (with the frame before it: the
+    stream's frames that never arrived), or -1 when its slot is already written (a frame that
+    came too late, dropped). Counts both for the summary."""
+
+    def __init__(self, fps: float, t0: float) -> None:
+        self.fps, self.t0 = fps, t0
+        self.written = self.repeated = self.dropped = 0
+
+    def place(self, t_capture: float) -> int:
+        slot = round((t_capture - self.t0) * self.fps)
+        if slot < self.written:
+            self.dropped += 1
+            return -1
+        fill = slot - self.written
+        self.repeated += fill
+        self.written = slot + 1
+        return fill
+
+    def summary(self, received: int) -> str:
+        return (f"{self.written} frames, {self.written / self.fps:.1f} s of the stream at {self.fps:.1f} fps, from {received} received "
+                f"({self.repeated} repeated where the stream's frames did not arrive, {self.dropped} dropped as they came too late)")
+
+
 def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: float, curve: ClientKeys | None = None) -> int:
     """Show (or write to ``out``) frames of ``topic``; stop after ``frames`` (0 = until closed /
     interrupted). Returns the number of frames shown or written. The file keeps its first frame's
@@ -55,22 +82,30 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
     frames (``stream_fps``). Raises ViewError if no frame arrives within ``timeout`` seconds.
     ``curve``: this client's keys for a daemon with CURVE on."""
     writer: cv2.VideoWriter | None = None
-    n, t_first, size, refitted = 0, 0.0, (0, 0), False
+    timeline: Timeline | None = None
+    n, size, refitted = 0, (0, 0), False
+    last: U8 | None = None  # the frame written last: what fills the slots of frames that did not arrive
     pending: list[tuple[U8, float]] = []  # frames held until the rate is known (copies: ``msg.image`` is the receive buffer)
 
-    def write(img: U8) -> None:
-        nonlocal refitted
-        assert writer is not None
+    def write(img: U8, t_capture: float) -> None:
+        nonlocal refitted, last
+        assert writer is not None and timeline is not None
         if (img.shape[1], img.shape[0]) != size:
             if not refitted:
                 log.warning("frames changed size from %dx%d to %dx%d (e.g. 'ctl mode side_by_side'); "
                             "fitting them into the file's %dx%d", *size, img.shape[1], img.shape[0], *size)
                 refitted = True
             img = fit(img, size)
+        fill = timeline.place(t_capture)
+        if fill < 0:
+            return
+        for _ in range(fill):
+            writer.write(last if last is not None else img)
         writer.write(img)  # a frame of another size would be dropped by VideoWriter without a word
+        last = img.copy()
 
     def open_writer() -> None:
-        nonlocal writer, t_first, size
+        nonlocal writer, timeline, size
         assert out is not None and pending
         first = pending[0][0]
         fps = stream_fps([t for _, t in pending])
@@ -79,10 +114,10 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
         if not w.isOpened():
             w.release()
             raise ViewError(f"cannot write video {out} (use .mp4 or .avi)")
-        writer, t_first, size = w, time.monotonic(), (first.shape[1], first.shape[0])
-        log.info("writing %s at %.1f fps (the stream's rate)", out, fps)
-        for img, _ in pending:
-            write(img)
+        writer, timeline, size = w, Timeline(fps, pending[0][1]), (first.shape[1], first.shape[0])
+        log.info("writing %s at %.1f fps (the stream's rate; frames placed by their capture time)", out, fps)
+        for img, t in pending:
+            write(img, t)
         pending.clear()
 
     with Subscriber(endpoint, topics=[topic + "\x00"], conflate=True, curve=curve) as sub:
@@ -95,12 +130,13 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
                     continue
                 img = msg.image
                 if out is not None:
+                    t_capture = msg.frame.t_capture if msg.frame is not None else time.time()
                     if writer is None:
-                        pending.append((img.copy(), msg.frame.t_capture if msg.frame is not None else time.time()))
+                        pending.append((img.copy(), t_capture))
                         if len(pending) >= FPS_PROBE:
                             open_writer()
                     else:
-                        write(img)
+                        write(img, t_capture)
                 else:
                     try:
                         cv2.imshow(f"stylecast {topic}", img)
@@ -118,9 +154,9 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
                     open_writer()
                 except ViewError as e:
                     log.error("%s", e)
-            if writer is not None:
+            if writer is not None and timeline is not None:
                 writer.release()
-                log.info("wrote %d frames to %s in %.1f s (gaps %d)", n, out, time.monotonic() - t_first, sub.counters.gaps)
+                log.info("wrote %s: %s", out, timeline.summary(n))
             elif out is None:
                 try:
                     cv2.destroyAllWindows()
