@@ -13,6 +13,7 @@ from engines.model import IMAGE_SUFFIXES
 from streamer.outputs import VIDEO_SUFFIXES, OutputError, atomic_output, check_output, write_image
 from streamer.sources import normalise_frame, read_past_bad_frames
 from streamer.stabilise import DEFAULT_HISTORY, StabiliseConfig, Stabiliser
+from streamer.video_out import VideoOut, VideoOutError
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0
     n = skipped = 0
     with atomic_output(dst) as tmp:
-        writer: cv2.VideoWriter | None = None
+        writer: VideoOut | None = None
         try:
             while True:
                 got, failed = read_past_bad_frames(cap)
@@ -71,16 +72,16 @@ def stylize_file(engine: BaseEngine, src: Path, dst: Path, weights: list[float],
                 res = engine.infer(frame, w, strength)
                 out = stabiliser(frame, res.output, res.attention)[0]
                 if writer is None:
-                    fourcc = cv2.VideoWriter.fourcc(*("MJPG" if dst.suffix.lower() == ".avi" else "mp4v"))
-                    writer = cv2.VideoWriter(str(tmp), fourcc, fps, (out.shape[1], out.shape[0]))
-                    if not writer.isOpened():
-                        raise OfflineError(f"cannot write video {dst}")
+                    try:
+                        writer = VideoOut(tmp, fps, (out.shape[1], out.shape[0]))
+                    except VideoOutError as e:
+                        raise OfflineError(f"cannot write video {dst}: {e}") from e
                 writer.write(out)
                 n += 1
         finally:
             cap.release()
             if writer is not None:
-                writer.release()
+                writer.close()
         if n == 0:
             raise OfflineError(f"no frames could be read from {src}")
     if skipped:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-VIDEO_SUFFIXES = frozenset({".mp4", ".avi"})  # OpenCV's mp4v / MJPG: this build cannot encode H.264
+VIDEO_SUFFIXES = frozenset({".mp4", ".avi"})  # H.264 through PyAV (the video extra) or mp4v; MJPG (streamer/video_out.py)
 
 
 class OutputError(ValueError):

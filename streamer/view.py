@@ -12,6 +12,7 @@ import numpy.typing as npt
 
 from streamer.client import Subscriber
 from streamer.security import ClientKeys
+from streamer.video_out import VideoOut, VideoOutError
 
 U8 = npt.NDArray[np.uint8]
 
@@ -81,7 +82,7 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
     and its frame rate is the stream's, from the capture times of its first ``FPS_PROBE``
     frames (``stream_fps``). Raises ViewError if no frame arrives within ``timeout`` seconds.
     ``curve``: this client's keys for a daemon with CURVE on."""
-    writer: cv2.VideoWriter | None = None
+    writer: VideoOut | None = None
     timeline: Timeline | None = None
     n, size, refitted = 0, (0, 0), False
     last: U8 | None = None  # the frame written last: what fills the slots of frames that did not arrive
@@ -109,13 +110,12 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
         assert out is not None and pending
         first = pending[0][0]
         fps = stream_fps([t for _, t in pending])
-        fourcc = cv2.VideoWriter.fourcc(*("MJPG" if out.suffix.lower() == ".avi" else "mp4v"))
-        w = cv2.VideoWriter(str(out), fourcc, fps, (first.shape[1], first.shape[0]))
-        if not w.isOpened():
-            w.release()
-            raise ViewError(f"cannot write video {out} (use .mp4 or .avi)")
+        try:
+            w = VideoOut(out, fps, (first.shape[1], first.shape[0]))
+        except VideoOutError as e:
+            raise ViewError(str(e)) from e
         writer, timeline, size = w, Timeline(fps, pending[0][1]), (first.shape[1], first.shape[0])
-        log.info("writing %s at %.1f fps (the stream's rate; frames placed by their capture time)", out, fps)
+        log.info("writing %s (%s) at %.1f fps (the stream's rate; frames placed by their capture time)", out, w.codec, fps)
         for img, t in pending:
             write(img, t)
         pending.clear()
@@ -155,7 +155,7 @@ def view(endpoint: str, topic: str, out: Path | None, frames: int, timeout: floa
                 except ViewError as e:
                     log.error("%s", e)
             if writer is not None and timeline is not None:
-                writer.release()
+                writer.close()
                 log.info("wrote %s: %s", out, timeline.summary(n))
             elif out is None:
                 try:
