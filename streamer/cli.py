@@ -261,7 +261,7 @@ def cmd_view(a: argparse.Namespace) -> int:
             raise ConfigError(f"--out: folder {Path(a.out).parent} does not exist")
         terminate_as_interrupt()  # SIGTERM closes the file (its index is written last), as Ctrl-C does
     n = view(a.endpoint, topic, Path(a.out) if a.out else None, a.frames, a.timeout, curve)
-    print(f"{n} frames" + (f" written to {a.out}" if a.out else ""))
+    print(f"{n} frames received" + (f", recorded to {a.out}" if a.out else ""))
     return EXIT_OK
 
 
