@@ -94,21 +94,26 @@ def _publish(endpoint: str, stop: threading.Event, fps: float, frames: int = 400
     return t
 
 
+def _record(out: Path, frames: int, fps: float, lose_after: int = 0) -> int:
+    """``view --out`` of ``frames`` frames from a ``_publish`` stream; what ``view`` returned."""
+    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
+    stop = threading.Event()
+    t = _publish(endpoint, stop, fps=fps, lose_after=lose_after)
+    try:
+        return view(endpoint, wire.TOPIC_STYLISED, out, frames, 10.0)
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_a_recording_plays_at_the_streams_rate(tmp_path: Path) -> None:
     """It was always 25 fps: a 10 fps daemon's recording played 2.5× fast."""
     from streamer.view import stream_fps
 
     assert stream_fps([0.0, 0.1, 0.2, 0.3]) == pytest.approx(10.0)
     assert stream_fps([5.0]) == 25.0 and stream_fps([1.0, 1.0]) == 25.0 and stream_fps([0.0, 1e-6]) == 240.0
-    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-    stop = threading.Event()
-    t = _publish(endpoint, stop, fps=10.0)
     out = tmp_path / "v.avi"
-    try:
-        n = view(endpoint, wire.TOPIC_STYLISED, out, 20, 10.0)
-    finally:
-        stop.set()
-        t.join()
+    n = _record(out, 20, fps=10.0)
     cap = cv2.VideoCapture(str(out))
     assert n == 20 and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 20
     assert cap.get(cv2.CAP_PROP_FPS) == pytest.approx(10.0, rel=0.05)
@@ -165,16 +170,9 @@ def test_a_recording_lasts_as_long_as_its_capture_when_frames_go_missing(tmp_pat
     tl = Timeline(10.0, 100.0)
     assert [tl.place(t) for t in (100.0, 100.1, 100.4, 100.41, 100.5)] == [0, 0, 2, -1, 0]
     assert (tl.written, tl.repeated, tl.dropped) == (6, 2, 1)
-    endpoint = f"tcp://127.0.0.1:{free_tcp_port()}"
-    stop = threading.Event()
-    t = _publish(endpoint, stop, fps=10.0, lose_after=20)  # after the rate probe, half the stream never arrives
     out = tmp_path / "v.avi"
     caplog.set_level(logging.INFO, "streamer.view")
-    try:
-        n = view(endpoint, wire.TOPIC_STYLISED, out, 60, 10.0)
-    finally:
-        stop.set()
-        t.join()
+    n = _record(out, 60, fps=10.0, lose_after=20)  # after the rate probe, half the stream never arrives
     cap = cv2.VideoCapture(str(out))
     frames, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), cap.get(cv2.CAP_PROP_FPS)
     cap.release()
