@@ -55,7 +55,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     _arg(p, "--source", default=d.source, help="demo | video file | webcam index or /dev/videoN | rtsp:// URL")
     _arg(p, "--model", default=d.model, help="exported .onnx (sidecar .json beside it); default: the bundled model")
     _arg(p, "--backend", default=d.backend, choices=BACKENDS,
-                   help="auto: TensorRT where it works, else ONNX Runtime; null: pass-through, no model runs")
+         help="auto: TensorRT where it works, else ONNX Runtime; null: pass-through, no model runs")
     _arg(p, "--threads", type=int, default=d.threads, help="inference threads (0 = one per core)")
     _arg(p, "--width", type=int, default=d.width, help="processing width, px: frames are resized to it")
     _arg(p, "--height", type=int, default=d.height, help="processing height, px")
@@ -68,7 +68,7 @@ def _add_serve_args(p: argparse.ArgumentParser) -> None:
     _arg(p, "--strength", type=float, default=d.strength, help="0 = the camera's frame, 1 = the full style (live: ctl strength)")
     _arg(p, "--overlay-opacity", type=float, default=d.overlay_opacity, help="0–1: the attention overlay over the frame (live: ctl overlay)")
     _arg(p, "--stabilise", type=float, default=d.stabilise,
-                   help="weight (0–0.95) of the previous output, moved with the camera, where the scene agrees: less shimmer; 0 = off")
+         help="weight (0–0.95) of the previous output, moved with the camera, where the scene agrees: less shimmer; 0 = off")
     _arg(p, "--no-overlay", dest="publish_overlay", action="store_false", help="do not publish attention overlays")
     _arg(p, "--encoding", default=d.encoding, choices=["raw", "jpeg"], help="frames on the wire: raw pixels, or JPEG (smaller, costs an encode)")
     _arg(p, "--jpeg-quality", type=int, default=d.jpeg_quality, help="1–100, with --encoding jpeg")
@@ -819,7 +819,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--backbone", choices=["efficientnet_lite0", "fake"])
     s.add_argument("--device", help="auto | cpu | cuda")
     s.add_argument("--recipe", action="store_true",
-                   help="train both tiers as the bundled model was (quality, then fast distilled from it; ~1 h on two cores) into --out "
+                   help="train both tiers as the bundled model was (quality, its polish with the edge loss, then fast distilled from it; "
+                        "~70 min on two cores) into --out "
                         "(default runs/recipe-STYLES), exported to quality.onnx and fast.onnx there; the same command again continues it")
     s.add_argument("--recipe-scale", type=_bounded(float, 0.0, 1.0, low_open=True), default=1.0,
                    help="with --recipe: each stage's steps times this (0.1 for a quick look at the chain, default 1)")
